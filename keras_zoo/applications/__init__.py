@@ -1,0 +1,1 @@
+"""Public CamelCase builders, in the style of keras.applications."""

@@ -1,0 +1,1 @@
+"""Datasets: tfds wrappers, embedded real data, synthetic tasks, user files."""

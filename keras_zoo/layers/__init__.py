@@ -1,0 +1,1 @@
+"""Layers that Keras lacks, written once and shared by the families."""
