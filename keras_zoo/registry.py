@@ -70,7 +70,15 @@ class ModelInfo:
         default_dataset: what ``training.train --model=NAME`` trains on.
         tiny: config overrides that make the variant small enough for tests.
         export: ``{"tflite": bool, "edgetpu": bool or the reason it cannot run}``.
+        inference_model: optional ``(trained_model, config) -> keras.Model`` that
+            builds the graph exported to TFLite: static shapes, batch 1, and for
+            recurrent models a single step with explicit state tensors. None means
+            the model itself (at batch 1) is exported.
         family: the module that registered it.
+
+    Output conventions: classifiers (image or sequence) end in
+    ``classifier_activation`` (softmax by default, as keras.applications);
+    language models and per-step generators return logits.
     """
 
     name: str
@@ -84,6 +92,7 @@ class ModelInfo:
     default_dataset: str = ""
     tiny: dict = dataclasses.field(default_factory=dict)
     export: dict = dataclasses.field(default_factory=lambda: {"tflite": True, "edgetpu": False})
+    inference_model: Callable[..., Any] | None = None
     family: str = ""
 
     def resolved_config(self, tiny=False, **overrides):

@@ -1,0 +1,33 @@
+"""Shared pytest set-up.
+
+The suite runs twice (tools/test.sh): once under Keras 3, once under tf_keras
+(TF_USE_LEGACY_KERAS=1). A module marks itself with ``pytestmark``:
+- ``pytest.mark.both``: run under both runtimes (model and layer tests);
+- ``pytest.mark.tf_keras``: run only under tf_keras (QAT, export);
+- unmarked: run only under Keras 3.
+"""
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LEGACY = os.environ.get("TF_USE_LEGACY_KERAS", "0").lower() in ("1", "true")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="runs in the other Keras runtime's pass (see tools/test.sh)")
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        if "both" in marks:
+            continue
+        if ("tf_keras" in marks) != LEGACY:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    from keras_zoo.backend import keras
+
+    keras.backend.clear_session()
+    yield
