@@ -1,0 +1,42 @@
+"""scikit-learn's bundled handwritten digits (UCI optdigits test set: 1,797 8x8 images)."""
+import numpy as np
+import tensorflow as tf
+
+from keras_zoo.data._base import DatasetBundle, SPLIT_SEED, adapt_images, batch_splits, image_shape, register_dataset, require_task
+
+
+def split_indices(labels):
+    """Stratified 70/15/15 split of example indices, fixed (independent of the training seed)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    train, rest = train_test_split(index, test_size=0.3, stratify=labels, random_state=SPLIT_SEED)
+    validation, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=SPLIT_SEED)
+    return {"train": train, "validation": validation, "test": test}
+
+
+def _stratified_split():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype("float32")[..., None]
+    labels = digits.target.astype("int32")
+    return {split: (images[i], labels[i]) for split, i in split_indices(labels).items()}
+
+
+@register_dataset("digits")
+def load_digits(_, *, task, input_specs, batch_size, seed, data_dir):
+    """70/15/15 stratified split; pixels scaled from 0..16 to [0, 1] and resized to the model's input."""
+    require_task("digits", task, ("image_classification",))
+    shape = image_shape("digits", input_specs)
+    arrays = _stratified_split()
+    splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
+    batched = batch_splits("digits", splits, batch_size, seed,
+                           map_fn=lambda x, y: (adapt_images(x, shape, 16.0), y))
+    return DatasetBundle(
+        **batched,
+        model_overrides={"classes": 10},
+        labels=[str(d) for d in range(10)],
+        info={"sizes": {k: len(v[1]) for k, v in arrays.items()},
+              "majority_baseline_accuracy": float(np.bincount(arrays["test"][1]).max() / len(arrays["test"][1]))},
+    )

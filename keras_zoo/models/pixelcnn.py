@@ -1,0 +1,263 @@
+"""PixelCNN, Gated PixelCNN and PixelRNN (Row LSTM).
+
+- PixelCNN and PixelRNN: van den Oord, Kalchbrenner, Kavukcuoglu, "Pixel Recurrent
+  Neural Networks", arXiv:1601.06759.
+- Gated PixelCNN: van den Oord et al., "Conditional Image Generation with PixelCNN
+  Decoders", arXiv:1606.05328.
+
+Every model maps an image to logits over its ``levels`` intensity values, one
+distribution per sub-pixel:
+
+- input: ``(B, H, W, C)`` float32, the intensity level divided by ``levels - 1``
+  (so in [0, 1]; C is 1 for grey/binary images, 3 for RGB);
+- output: ``(B, H, W, C, levels)`` logits, where the distribution at ``(i, j, c)``
+  depends only on the sub-pixels before it in raster order (rows, then columns, then
+  R, G, B). The negative log-likelihood is the categorical cross-entropy against the
+  integer levels; divided by ``ln 2`` and averaged over ``H * W * C`` it is bits/dim.
+
+The Diagonal BiLSTM of arXiv:1601.06759 is not implemented.
+"""
+import numpy as np
+import tensorflow as tf
+
+from keras_zoo.backend import keras
+from keras_zoo.layers.masked_conv import GroupedGate, MaskedConv2D, RowLSTM
+from keras_zoo.registry import InputSpec, register_family
+
+layers = keras.layers
+
+
+def _validate(input_shape, levels, **positive):
+    if len(tuple(input_shape)) != 3 or input_shape[-1] not in (1, 3):
+        raise ValueError("`input_shape` must be (height, width, channels) with 1 (grey) or 3 (RGB) "
+                         f"channels. Received: input_shape={input_shape}")
+    if not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"`levels` must be an int >= 2 (256 for 8-bit images, 2 for binary). "
+                         f"Received: levels={levels!r}")
+    for key, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{key}` must be a positive int. Received: {key}={value!r}")
+
+
+def _image_input(input_shape, name):
+    image = layers.Input(shape=tuple(input_shape), name=f"{name}_image")
+    # [0, 1] -> [-1, 1]: centred inputs for the first masked convolution.
+    return image, layers.Rescaling(2.0, offset=-1.0, name=f"{name}_rescale")(image)
+
+
+def _output_head(x, output_units, input_shape, levels, name):
+    """ReLU, 1x1 mask-B conv, ReLU, 1x1 mask-B conv to ``C * levels`` logits (arXiv:1601.06759, Table 2)."""
+    height, width, colors = input_shape
+    x = layers.Activation("relu", name=f"{name}_out_1_relu")(x)
+    x = MaskedConv2D(output_units, 1, "B", colors, name=f"{name}_out_1_conv")(x)
+    x = layers.Activation("relu", name=f"{name}_out_2_relu")(x)
+    x = MaskedConv2D(colors * levels, 1, "B", colors, name=f"{name}_out_2_conv")(x)
+    return layers.Reshape((height, width, colors, levels), name=f"{name}_logits")(x)
+
+
+def residual_block(x, hidden, color_channels, name):
+    """PixelCNN residual block (arXiv:1601.06759, Figure 5): 2h -> 1x1 -> h -> 3x3 -> h -> 1x1 -> 2h."""
+    y = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    y = MaskedConv2D(hidden, 1, "B", color_channels, name=f"{name}_1_conv")(y)
+    y = layers.Activation("relu", name=f"{name}_2_relu")(y)
+    y = MaskedConv2D(hidden, 3, "B", color_channels, name=f"{name}_2_conv")(y)
+    y = layers.Activation("relu", name=f"{name}_3_relu")(y)
+    y = MaskedConv2D(2 * hidden, 1, "B", color_channels, name=f"{name}_3_conv")(y)
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def PixelCNN(num_layers=15, hidden=128, output_units=1024, *, input_shape=(8, 8, 1), levels=256,
+             name="pixelcnn"):
+    """PixelCNN (arXiv:1601.06759, Sec. 3.4 and Table 2).
+
+    A 7x7 mask-A convolution to ``2 * hidden`` maps, ``num_layers`` residual blocks
+    with 3x3 mask-B convolutions, and two 1x1 mask-B output layers. The paper's
+    CIFAR-10 model has 15 layers with h=128 (Table 4); ``output_units`` (the width
+    of the first output layer) is not fixed by the paper, 1024 is our choice.
+
+    Args:
+        num_layers: residual blocks.
+        hidden: ``h``; the residual stream has ``2h`` maps.
+        output_units: maps of the first 1x1 output layer.
+        input_shape: ``(H, W, C)``, C in {1, 3}.
+        levels: values per sub-pixel (256 for 8-bit images, 2 for binary).
+        name: model name, prefix of every layer name.
+
+    Returns:
+        A ``keras.Model`` from ``(B, H, W, C)`` images in [0, 1] to ``(B, H, W, C, levels)`` logits.
+    """
+    _validate(input_shape, levels, num_layers=num_layers, hidden=hidden, output_units=output_units)
+    colors = input_shape[-1]
+    image, x = _image_input(input_shape, name)
+    x = MaskedConv2D(2 * hidden, 7, "A", colors, name=f"{name}_stem_conv")(x)
+    for i in range(1, num_layers + 1):
+        x = residual_block(x, hidden, colors, name=f"{name}_block{i}")
+    logits = _output_head(x, output_units, input_shape, levels, name)
+    return keras.Model(image, logits, name=name)
+
+
+def gated_layer(v, h, filters, kernel_size, color_channels, condition, first, name):
+    """One Gated PixelCNN layer (arXiv:1606.05328, Figure 2).
+
+    The vertical stack ``v`` sees only the rows above the current pixel, through a
+    ``(k//2 + 1) x k`` convolution padded on top (the image is shifted down one
+    row before the first layer). The horizontal stack ``h`` sees the current row up
+    to the current sub-pixel through a ``1 x k`` masked convolution, plus a 1x1
+    projection of the vertical pre-activation; together there is no blind spot.
+    Both stacks use ``tanh(a) * sigmoid(b)`` gates; the horizontal stack has a
+    residual connection (except in the first layer, whose input is the image).
+    """
+    k = kernel_size
+    v_pre = layers.ZeroPadding2D(((k // 2, 0), (k // 2, k // 2)), name=f"{name}_v_pad")(v)
+    v_pre = layers.Conv2D(2 * filters, (k // 2 + 1, k), name=f"{name}_v_conv")(v_pre)
+    h_pre = MaskedConv2D(2 * filters, (1, k), "A" if first else "B", color_channels,
+                         name=f"{name}_h_conv")(h)
+    v_to_h = layers.Conv2D(2 * filters, 1, name=f"{name}_v_to_h_conv")(v_pre)
+    h_terms = [h_pre, v_to_h]
+    if condition is not None:
+        v_bias = _condition_bias(condition, 2 * filters, f"{name}_v_cond")
+        h_terms.append(_condition_bias(condition, 2 * filters, f"{name}_h_cond"))
+        v_pre = layers.Add(name=f"{name}_v_cond_add")([v_pre, v_bias])
+    h_pre = layers.Add(name=f"{name}_h_add")(h_terms)
+    v_out = GroupedGate(1, name=f"{name}_v_gate")(v_pre)
+    h_out = GroupedGate(color_channels, name=f"{name}_h_gate")(h_pre)
+    h_out = MaskedConv2D(filters, 1, "B", color_channels, name=f"{name}_h_1x1_conv")(h_out)
+    if not first:
+        h_out = layers.Add(name=f"{name}_h_residual")([h, h_out])
+    return v_out, h_out
+
+
+def _condition_bias(condition, channels, name):
+    """``V^T y`` of arXiv:1606.05328 Eq. 4 for a class label y, broadcast over H and W."""
+    bias = layers.Embedding(condition.num_classes, channels, name=f"{name}_embedding")(condition.label)
+    return layers.Reshape((1, 1, channels), name=f"{name}_reshape")(bias)
+
+
+class _Condition:
+    def __init__(self, label, num_classes):
+        self.label, self.num_classes = label, num_classes
+
+
+def GatedPixelCNN(num_layers=20, filters=384, kernel_size=5, output_units=1024, *, input_shape=(8, 8, 1),
+                  levels=256, num_classes=None, name="gated_pixelcnn"):
+    """Gated PixelCNN with vertical and horizontal stacks (arXiv:1606.05328, Sec. 2.2-2.3).
+
+    Defaults follow the paper's ImageNet model (Sec. 3.2: 20 layers, 384 hidden
+    units, 5x5 filters). With ``num_classes`` the model is class-conditional (Eq. 4)
+    and takes a second input, the int32 label ``(B,)``.
+
+    Args:
+        num_layers: gated layers.
+        filters: gated maps ``p`` per stack (the convolutions produce ``2p``); a
+            multiple of the colour channels.
+        kernel_size: odd filter size ``k``.
+        output_units: maps of the first 1x1 output layer (our choice, not in the paper).
+        input_shape: ``(H, W, C)``, C in {1, 3}.
+        levels: values per sub-pixel.
+        num_classes: None (unconditional) or the number of class labels.
+        name: model name, prefix of every layer name.
+    """
+    _validate(input_shape, levels, num_layers=num_layers, filters=filters, output_units=output_units)
+    colors = input_shape[-1]
+    if kernel_size < 3 or kernel_size % 2 == 0:
+        raise ValueError(f"`kernel_size` must be an odd int >= 3. Received: kernel_size={kernel_size!r}")
+    if filters % colors:
+        raise ValueError(f"`filters` must be a multiple of the {colors} colour channels so each colour "
+                         f"owns the same number of gated maps. Received: filters={filters}")
+    image, x = _image_input(input_shape, name)
+    inputs, condition = [image], None
+    if num_classes is not None:
+        label = layers.Input(shape=(), dtype="int32", name=f"{name}_label")
+        inputs.append(label)
+        condition = _Condition(label, num_classes)
+    v = layers.ZeroPadding2D(((1, 0), (0, 0)), name=f"{name}_shift_pad")(x)
+    v = layers.Cropping2D(((0, 1), (0, 0)), name=f"{name}_shift_crop")(v)
+    h = x
+    for i in range(1, num_layers + 1):
+        v, h = gated_layer(v, h, filters, kernel_size, colors, condition, first=i == 1,
+                           name=f"{name}_layer{i}")
+    logits = _output_head(h, output_units, input_shape, levels, name)
+    return keras.Model(inputs if len(inputs) > 1 else image, logits, name=name)
+
+
+def PixelRNNRowLSTM(num_layers=12, hidden=128, output_units=1024, *, input_shape=(8, 8, 1), levels=256,
+                    name="pixelrnn_row_lstm"):
+    """PixelRNN with Row LSTM layers (arXiv:1601.06759, Sec. 3.1, 3.3 and Table 2).
+
+    A 7x7 mask-A convolution to ``2h`` maps, then ``num_layers`` Row LSTM layers,
+    each ``2h -> h`` with a 1x1 mask-B convolution back to ``2h`` and a residual
+    connection, then two 1x1 mask-B output layers. The paper's CIFAR-10 Row LSTM
+    has 12 layers with h=128 (Table 4).
+    """
+    _validate(input_shape, levels, num_layers=num_layers, hidden=hidden, output_units=output_units)
+    colors = input_shape[-1]
+    image, x = _image_input(input_shape, name)
+    x = MaskedConv2D(2 * hidden, 7, "A", colors, name=f"{name}_stem_conv")(x)
+    for i in range(1, num_layers + 1):
+        y = RowLSTM(hidden, 3, colors, name=f"{name}_layer{i}_row_lstm")(x)
+        y = MaskedConv2D(2 * hidden, 1, "B", colors, name=f"{name}_layer{i}_1x1_conv")(y)
+        x = layers.Add(name=f"{name}_layer{i}_add")([x, y])
+    logits = _output_head(x, output_units, input_shape, levels, name)
+    return keras.Model(image, logits, name=name)
+
+
+def sample_images(model, num, *, seed=0, temperature=1.0, labels=None):
+    """Ancestral sampling, one sub-pixel at a time in raster and colour order.
+
+    Args:
+        model: a model of this family (input ``(B, H, W, C)`` in [0, 1]).
+        num: number of images.
+        seed: NumPy seed of the categorical draws.
+        temperature: logits are divided by it (1.0 samples the model's distribution).
+        labels: int array ``(num,)`` for class-conditional models, else None.
+
+    Returns:
+        float32 array ``(num, H, W, C)`` in [0, 1].
+    """
+    if temperature <= 0:
+        raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
+    height, width, colors, levels = model.output_shape[1:]
+    conditional = len(model.inputs) > 1
+    if conditional and labels is None:
+        raise ValueError("This model is class-conditional: pass `labels`, an int array of shape (num,). "
+                         "Received: labels=None")
+    rng = np.random.default_rng(seed)
+    images = np.zeros((num, height, width, colors), dtype="float32")
+    forward = tf.function(lambda x: model(x, training=False))
+    for i in range(height):
+        for j in range(width):
+            for c in range(colors):
+                feed = [images, np.asarray(labels, "int32")] if conditional else images
+                logits = np.asarray(forward(feed))[:, i, j, c].astype("float64") / temperature
+                probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                probs /= probs.sum(axis=-1, keepdims=True)
+                draws = [rng.choice(levels, p=p) for p in probs]
+                images[:, i, j, c] = np.asarray(draws, "float32") / (levels - 1)
+    return images
+
+
+def _image_spec(config):
+    specs = [InputSpec(tuple(config.get("input_shape", (8, 8, 1))), "float32")]
+    if config.get("num_classes"):
+        specs.append(InputSpec((), "int32", maxval=config["num_classes"]))
+    return specs
+
+
+_FAMILY = dict(task="image_generation", paper="1601.06759", input_spec=_image_spec, default_dataset="digits",
+               export={"tflite": True, "edgetpu": "256-way softmax per sub-pixel over every pixel; "
+                                                  "int8-convertible, but sampling needs H*W*C invocations"})
+
+register_family(PixelCNN, {
+    "pixelcnn": dict(config=dict(num_layers=15, hidden=128),
+                     tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16)),
+}, **_FAMILY)
+register_family(GatedPixelCNN, {
+    "gated_pixelcnn": dict(config=dict(num_layers=20, filters=384, kernel_size=5),
+                           tiny=dict(num_layers=2, filters=8, kernel_size=3, output_units=16, levels=16)),
+}, **{**_FAMILY, "paper": "1606.05328"})
+register_family(PixelRNNRowLSTM, {
+    "pixelrnn_row_lstm": dict(config=dict(num_layers=12, hidden=128),
+                              tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16),
+                              export={"tflite": True, "edgetpu": "the row recurrence is a TensorList while "
+                                                                "loop, which the Edge TPU does not run"}),
+}, **_FAMILY)

@@ -1,0 +1,72 @@
+"""Trains a registered model: ``python -m training.train --model=NAME [--dataset=...] [--model_dir=...]``.
+
+Runs under tf_keras by default (``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow
+is imported) so that train -> QAT -> TFLite happen in one runtime; ``--keras=3``
+opts out. Console script: ``keras-zoo-train``.
+"""
+import os
+import sys
+
+
+def _select_keras(argv):
+    """Must run before TensorFlow is imported (later it has no effect; ``main`` then checks)."""
+    if "tensorflow" in sys.modules:
+        return
+    if "--keras=3" in argv or ("--keras" in argv and argv[argv.index("--keras") + 1:][:1] == ["3"]):
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
+    else:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+_select_keras(sys.argv)
+
+import json  # noqa: E402  (TensorFlow must see TF_USE_LEGACY_KERAS first)
+
+from absl import app, flags  # noqa: E402
+
+from keras_zoo.backend import keras_major_version  # noqa: E402
+from training import flags as _flags  # noqa: E402,F401  (defines the flags)
+from training.loop import TrainConfig, as_config, train_and_evaluate, validate  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags():
+    """A TrainConfig from the parsed flags; bad JSON in --overrides is a ValueError."""
+    try:
+        overrides = json.loads(FLAGS.overrides)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--overrides must be a JSON object, e.g. '{{\"dropout\": 0.3}}'. "
+                         f"Received: --overrides={FLAGS.overrides!r} ({error})") from None
+    return TrainConfig(
+        model=FLAGS.model, dataset=FLAGS.dataset, tiny=FLAGS.tiny, overrides=overrides,
+        epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, validation_steps=FLAGS.validation_steps,
+        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
+        weight_decay=FLAGS.weight_decay, seed=FLAGS.seed, strategy=FLAGS.strategy, num_gpus=FLAGS.num_gpus,
+        tpu_address=FLAGS.tpu, data_dir=FLAGS.data_dir)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.keras and int(FLAGS.keras) != keras_major_version():
+        raise app.UsageError(f"--keras={FLAGS.keras} must be decided before TensorFlow is imported; "
+                             f"this process already runs Keras {keras_major_version()}. Unset TF_USE_LEGACY_KERAS.")
+    try:
+        config = config_from_flags()
+        validate(as_config(config))
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    model_dir = FLAGS.model_dir or os.path.join("runs", FLAGS.model)
+    result = train_and_evaluate(config, model_dir)
+    print(json.dumps({"model_dir": result["write_dir"], "test": result["test"]}, indent=2))
+
+
+def run():
+    """Entry point of the ``keras-zoo-train`` console script."""
+    flags.mark_flag_as_required("model")
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
