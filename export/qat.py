@@ -241,22 +241,25 @@ def saved_keras_major_version(model_path, config=None):
         return 2
 
 
-def _dump_keras3_model(model_path, inputs_path, out_path):
-    """Runs in a Keras 3 subprocess: per-layer weights and outputs on fixed inputs."""
-    import keras_zoo  # noqa: F401  (registers the custom layers with Keras 3)
-    from keras_zoo.backend import keras as keras3
-
-    model = keras3.models.load_model(model_path, compile=False)
-    with np.load(inputs_path) as data:
-        inputs = [data[f"arr_{i}"] for i in range(len(data.files))]
-    outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    dump = {
-        "layers": [(layer.name, [np.asarray(w) for w in layer.get_weights()]) for layer in model.layers],
-        "outputs": [np.asarray(o) for o in outputs],
-    }
-    with open(out_path, "wb") as f:
-        pickle.dump(dump, f)
+# Runs in a Keras 3 subprocess (argv: model path, inputs .npz, output .pkl): per-layer
+# weights and outputs on fixed inputs. It imports nothing from export/ (tfmot there
+# would pull in tf_keras).
+_DUMP_KERAS3_MODEL = """
+import pickle, sys
+import numpy as np
+import keras_zoo  # registers the custom layers with Keras 3
+from keras_zoo.backend import IS_LEGACY_KERAS, keras
+assert not IS_LEGACY_KERAS, "the bridge subprocess must run Keras 3"
+model_path, inputs_path, out_path = sys.argv[1:4]
+model = keras.models.load_model(model_path, compile=False)
+with np.load(inputs_path) as data:
+    inputs = [data[f"arr_{i}"] for i in range(len(data.files))]
+outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
+outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+with open(out_path, "wb") as f:
+    pickle.dump({"layers": [(l.name, [np.asarray(w) for w in l.get_weights()]) for l in model.layers],
+                 "outputs": [np.asarray(o) for o in outputs]}, f)
+"""
 
 
 def bridge_keras3_model(model_path, build_twin, inputs, atol=1e-4):
@@ -274,9 +277,8 @@ def bridge_keras3_model(model_path, build_twin, inputs, atol=1e-4):
         np.savez(inputs_path, *inputs)
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "0",
                "PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}
-        code = ("from export.qat import _dump_keras3_model; "
-                f"_dump_keras3_model({model_path!r}, {inputs_path!r}, {out_path!r})")
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", _DUMP_KERAS3_MODEL, model_path, inputs_path, out_path],
+                              env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ExportError(
                 f"Could not load {model_path} under Keras 3 to bridge it to tf_keras. Check that the "

@@ -210,7 +210,8 @@ def _as_input_list(inputs):
 def _examples(dataset, count):
     """``count`` single examples as (inputs list with batch 1, targets with batch 1)."""
     pairs = []
-    for inputs, targets in dataset.unbatch().take(count):
+    for element in dataset.unbatch().take(count):
+        inputs, targets = element[0], element[1]  # a third element (sample weights) is not needed
         targets = tf.nest.map_structure(lambda t: np.asarray(t)[None], targets)
         pairs.append(([x[None] for x in _as_input_list(inputs)], targets))
     return pairs
@@ -438,9 +439,6 @@ def export_model(model_dir=None, model_name=None, *, tiny=False, quantization="i
         note = _check_exportable(source.info, quantization, True) if source.info else None
         if note:
             report["edgetpu"]["registry_note"] = note
-        if quantization != "qat":
-            report["edgetpu"]["note"] = ("Coral's docs ask for quantization-aware training; "
-                                         "PTQ int8 models compile but may lose accuracy")
         log(edgetpu.format_table(report["edgetpu"]))
 
     stages.next(f" -> {out_dir}")

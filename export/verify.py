@@ -94,9 +94,9 @@ def _as_list(outputs):
     return [np.asarray(outputs)]
 
 
-def _labels(targets, ndim):
-    """Sparse integer labels, one per output row (classifiers) or step (language models)."""
-    return np.concatenate([np.asarray(t).reshape(np.shape(t)[:ndim]) for t in targets])
+def _labels(targets, outputs):
+    """Sparse integer labels shaped like ``outputs`` without its class axis."""
+    return np.concatenate([np.ravel(t) for t in targets]).reshape(outputs.shape[:-1])
 
 
 def _bits_per_token(logits, targets):
@@ -122,6 +122,7 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
     keras_out = keras_outputs(keras_model, examples)
     lite_out = np.concatenate([runner(inputs)[0] for inputs in examples])
     limits = THRESHOLDS[quantization]
+    step = float(runner.output_details[runner.output_names[0]]["quantization"][0])
     diff = keras_out - lite_out
     spread = float(keras_out.std()) or 1.0
     result = dict(
@@ -133,7 +134,6 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
     )
     # An int8 output cannot resolve less than its quantization step: flat outputs (an
     # untrained classifier's softmax) are judged against the step, not their tiny std.
-    step = float(runner.output_details[runner.output_names[0]]["quantization"][0])
     result["output_quant_step"] = step
     rmse = float(np.sqrt(np.mean(diff ** 2)))
     if rmse > max(limits["max_rel_rmse"] * spread, step):
@@ -143,7 +143,9 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
     if task in CLASSIFIER_TASKS + LANGUAGE_MODEL_TASKS:
         agree = keras_out.argmax(-1) == lite_out.argmax(-1)
         top2 = np.sort(keras_out, axis=-1)[..., -2:]
-        decisive = (top2[..., 1] - top2[..., 0]) >= DECISIVE_MARGIN * (float(np.ptp(keras_out)) or 1.0)
+        # A margin below two output quantization steps cannot survive int8 rounding.
+        margin = max(DECISIVE_MARGIN * (float(np.ptp(keras_out)) or 1.0), 2 * step)
+        decisive = (top2[..., 1] - top2[..., 0]) >= margin
         result["top1_agreement"] = float(np.mean(agree))
         result["decisive_examples"] = int(decisive.sum())
         if decisive.sum() >= MIN_DECISIVE:
@@ -156,7 +158,7 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
             result["notes"] = [f"only {int(decisive.sum())} examples have a clear top-1 (outputs too flat, "
                                f"untrained model?): top-1 agreement not judged"]
     if targets is not None and task in CLASSIFIER_TASKS + LANGUAGE_MODEL_TASKS:
-        labels = _labels(targets, keras_out.ndim - 1)
+        labels = _labels(targets, keras_out)
         if task in CLASSIFIER_TASKS:
             result["keras_accuracy"] = float(np.mean(keras_out.argmax(-1) == labels))
             result["tflite_accuracy"] = float(np.mean(lite_out.argmax(-1) == labels))
@@ -190,9 +192,9 @@ def evaluate_tflite(tflite_content, examples, targets, task):
 
 def _metric(outputs, targets, task):
     if task in CLASSIFIER_TASKS:
-        return {"accuracy": float(np.mean(outputs.argmax(-1) == _labels(targets, outputs.ndim - 1)))}
+        return {"accuracy": float(np.mean(outputs.argmax(-1) == _labels(targets, outputs)))}
     if task in LANGUAGE_MODEL_TASKS:
-        return {"bits_per_token": _bits_per_token(outputs, _labels(targets, outputs.ndim - 1))}
+        return {"bits_per_token": _bits_per_token(outputs, _labels(targets, outputs))}
     return {}
 
 
@@ -201,10 +203,3 @@ def evaluate_keras(model, examples, targets, task):
     outputs = keras_outputs(model, examples)
     return _metric(outputs, targets, task)
 
-
-def _metric(outputs, targets, task):
-    if task in CLASSIFIER_TASKS:
-        return {"accuracy": float(np.mean(outputs.argmax(-1) == _labels(targets, outputs.ndim - 1)))}
-    if task in LANGUAGE_MODEL_TASKS:
-        return {"bits_per_token": _bits_per_token(outputs, _labels(targets, outputs.ndim - 1))}
-    return {}

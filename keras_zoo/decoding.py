@@ -32,8 +32,8 @@ def gnmt_coverage_penalty(coverage, beta, source_mask=None):
         beta: penalty weight; 0 disables it.
         source_mask: optional (source_len,) 1 for real positions, 0 for padding.
     """
-    if beta == 0.0 or coverage is None:
-        return np.zeros(np.shape(coverage)[:-1]) if coverage is not None else 0.0
+    if beta == 0.0:
+        return 0.0
     # A real source word is never attended with weight exactly 0; the floor only guards log(0).
     logs = np.log(np.clip(np.minimum(coverage, 1.0), 1e-12, None))
     if source_mask is not None:
@@ -126,7 +126,7 @@ def beam_search(step_fn, state, start_id, end_id, beam_width, max_length,
     finished = []
 
     def score(log_prob, length, cov):
-        penalty = gnmt_coverage_penalty(cov, coverage_penalty, source_mask) if cov is not None else 0.0
+        penalty = 0.0 if cov is None else gnmt_coverage_penalty(cov, coverage_penalty, source_mask)
         return float(log_prob / gnmt_length_penalty(length, length_penalty) + penalty)
 
     for step in range(1, max_length + 1):

@@ -235,7 +235,7 @@ def test_global_drop_path_runs_exactly_one_column_through_the_network():
     x = np.random.default_rng(2).uniform(size=(4, 32, 32, 3)).astype("float32")
     paths = [_column_path(model, c, 2, training=True) for c in (1, 2, 3)]
     seen = set()
-    for _ in range(12):
+    for _ in range(8):
         out = np.asarray(model(x, training=True))
         matches = [c for c, path in zip((1, 2, 3), paths)
                    if np.allclose(out, np.asarray(path(x, training=True)), atol=1e-5)]
@@ -274,9 +274,10 @@ def test_training_preset_is_data_citing_the_paper(module, arxiv):
         module.training_preset("resnet50")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["stochastic_depth_resnet110", "fractalnet20_cifar10"])
 def test_one_training_step_with_drop_path(name):
-    """model.fit runs the training branch of every drop-path layer inside a compiled step."""
+    """model.fit runs the training branch of the drop-path layers inside a compiled step
+    (RoR uses the same StochasticDepth layer as the stochastic-depth ResNet)."""
     model = keras_zoo.create_model(name, tiny=True)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(3)

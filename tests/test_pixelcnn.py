@@ -79,7 +79,7 @@ def test_bad_arguments_are_rejected(call, match):
 
 
 def test_paper_configurations_build():
-    """PixelCNN 15 layers, h=128 and Row LSTM 12 layers, h=128 (arXiv:1601.06759, Table 4)."""
+    """PixelCNN 15 layers, h=128 and Row LSTM 12 layers, h=128 (the CIFAR-10 models of arXiv:1601.06759)."""
     cnn = keras_zoo.create_model("pixelcnn", input_shape=(32, 32, 3))
     assert len([l for l in cnn.layers if l.name.endswith("_2_conv") and "block" in l.name]) == 15
     assert cnn.output_shape == (None, 32, 32, 3, 256)

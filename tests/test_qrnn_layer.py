@@ -292,3 +292,19 @@ def test_fused_pooling_gradient_matches_autodiff_of_the_equations(pooling, steps
     np.testing.assert_allclose(fused, loop, rtol=1e-5)
     for got, want in zip(tape.gradient(fused, [pre, c0]), tape.gradient(loop, [pre, c0])):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_unknown_length_graph_matches_eager():
+    """With the time axis unknown when traced, the scans pad and use a dynamic carry."""
+    layer, _, _ = _layer(5, 2, "fo", 3, return_sequences=True, return_state=True)
+    x = tf.constant(_inputs(2, 37, 3))
+    traced = tf.function(lambda x: layer(x), input_signature=[tf.TensorSpec([None, None, 3])])
+
+    def loss(call):
+        with tf.GradientTape() as tape:
+            outputs, c, previous = call(x)
+            total = tf.reduce_sum(outputs**2) + tf.reduce_sum(c)
+        return [outputs, c, previous] + tape.gradient(total, [layer.kernel, layer.bias])
+
+    for got, want in zip(loss(traced), loss(layer)):
+        np.testing.assert_allclose(got, want, atol=1e-5)

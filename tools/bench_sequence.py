@@ -7,7 +7,7 @@ for ByteNet) on the same random batch; ratios are against ``rnn_lm`` with
 generation, one token per step: recurrent models run their single-step graph with
 explicit state, ByteNet re-reads its whole prefix each step (no cached activations).
 
-    python tools/bench_sequence.py [--width 128] [--seq_len 64] [--batch 32]
+    python tools/bench_sequence.py [--width 128] [--seq_len 32] [--batch 32]
 """
 import argparse
 import importlib.util
@@ -74,11 +74,11 @@ def _decode_tokens_per_second(name, model, config, batch, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--seq_len", type=int, default=64)
+    parser.add_argument("--seq_len", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=64)
-    parser.add_argument("--train_repeats", type=int, default=5)
-    parser.add_argument("--decode_steps", type=int, default=32)
+    parser.add_argument("--train_repeats", type=int, default=3)
+    parser.add_argument("--decode_steps", type=int, default=16)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     ids = rng.integers(0, args.vocab, (args.batch, args.seq_len)).astype("int32")

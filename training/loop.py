@@ -266,6 +266,42 @@ def _distribute_options(dataset):
     return dataset.with_options(options)
 
 
+def _write_outputs(write_dir, model, config, info, bundle, builder_overrides, builder_config, replicas,
+                   test_metrics, test_steps, initial_epoch):
+    """Writes model.keras, config.json, metrics.json, vocab.txt/labels.txt and curves.png."""
+    _atomic_save(model, os.path.join(write_dir, "model.keras"))
+    settings = dataclasses.asdict(config)
+    run_config = {
+        "model": config.model,
+        "tiny": config.tiny,
+        "builder_overrides": builder_overrides,
+        "builder_config": builder_config,
+        "dataset": config.dataset,
+        "task": info.task,
+        "keras_version": keras_major_version(),
+        "training": {k: settings[k] for k in settings if k not in ("model", "dataset", "tiny", "overrides")},
+        "replicas": replicas,
+        "vocab_file": "vocab.txt" if bundle.vocab else None,
+        "labels_file": "labels.txt" if bundle.labels else None,
+    }
+    baselines = {k: v for k, v in bundle.info.items() if "baseline" in k}
+    metrics = {
+        "test": test_metrics,
+        "test_batches": test_steps if test_steps is not None else "all",
+        "baselines": baselines,
+        "initial_epoch": initial_epoch,
+        "epochs": config.epochs,
+        "dataset_info": bundle.info,
+    }
+    _atomic_write_text(os.path.join(write_dir, "config.json"), json.dumps(_jsonable(run_config), indent=2))
+    _atomic_write_text(os.path.join(write_dir, "metrics.json"), json.dumps(_jsonable(metrics), indent=2))
+    for filename, tokens in (("vocab.txt", bundle.vocab), ("labels.txt", bundle.labels)):
+        if tokens:
+            _atomic_write_text(os.path.join(write_dir, filename), "".join(f"{t}\n" for t in tokens))
+    plot_curves(os.path.join(write_dir, "training_log.csv"), os.path.join(write_dir, "curves.png"))
+    return metrics
+
+
 def train_and_evaluate(config, model_dir):
     """Trains ``config.model`` on ``config.dataset`` and writes the results to ``model_dir``.
 
@@ -336,37 +372,9 @@ def train_and_evaluate(config, model_dir):
     test_metrics = fit_model.evaluate(test, steps=test_steps, return_dict=True, verbose=config.verbose)
     test_metrics = {k: float(v) for k, v in test_metrics.items()}
 
-    _atomic_save(model, os.path.join(write_dir, "model.keras"))
-    settings = dataclasses.asdict(config)
-    run_config = {
-        "model": config.model,
-        "tiny": config.tiny,
-        "builder_overrides": builder_overrides,
-        "builder_config": builder_config,
-        "dataset": config.dataset,
-        "task": info.task,
-        "keras_version": keras_major_version(),
-        "training": {k: settings[k] for k in settings if k not in ("model", "dataset", "tiny", "overrides")},
-        "replicas": replicas,
-        "vocab_file": "vocab.txt" if bundle.vocab else None,
-        "labels_file": "labels.txt" if bundle.labels else None,
-    }
-    baselines = {k: v for k, v in bundle.info.items() if "baseline" in k}
-    metrics = {
-        "test": test_metrics,
-        "test_batches": test_steps if test_steps is not None else "all",
-        "baselines": baselines,
-        "initial_epoch": first_epoch.first_epoch or 0,
-        "epochs": config.epochs,
-        "dataset_info": bundle.info,
-    }
-    _atomic_write_text(os.path.join(write_dir, "config.json"), json.dumps(_jsonable(run_config), indent=2))
-    _atomic_write_text(os.path.join(write_dir, "metrics.json"), json.dumps(_jsonable(metrics), indent=2))
-    for filename, tokens in (("vocab.txt", bundle.vocab), ("labels.txt", bundle.labels)):
-        if tokens:
-            _atomic_write_text(os.path.join(write_dir, filename), "".join(f"{t}\n" for t in tokens))
-    plot_curves(os.path.join(write_dir, "training_log.csv"), os.path.join(write_dir, "curves.png"))
-    logging.info("Test metrics: %s (baselines: %s). Outputs in %s", test_metrics, baselines, write_dir)
+    metrics = _write_outputs(write_dir, model, config, info, bundle, builder_overrides, builder_config, replicas,
+                             test_metrics, test_steps, initial_epoch=first_epoch.first_epoch or 0)
+    logging.info("Test metrics: %s (baselines: %s). Outputs in %s", test_metrics, metrics["baselines"], write_dir)
     return {
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "test": test_metrics,

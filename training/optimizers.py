@@ -1,4 +1,4 @@
-"""Optimizers by name. ``@register_optimizer("eve")`` adds one (a factory of (learning_rate, weight_decay))."""
+"""Optimizers by name. ``@register_optimizer(name)`` adds one: a factory of (learning_rate, weight_decay)."""
 from keras_zoo.backend import keras
 
 _OPTIMIZERS = {}
@@ -55,3 +55,10 @@ def _adamw(learning_rate, weight_decay):
 @register_optimizer("rmsprop")
 def _rmsprop(learning_rate, weight_decay):
     return keras.optimizers.RMSprop(learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+@register_optimizer("eve")
+def _eve(learning_rate, weight_decay):
+    from keras_zoo.optimizers import Eve
+
+    return Eve(learning_rate=learning_rate, weight_decay=weight_decay)

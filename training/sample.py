@@ -72,7 +72,7 @@ def _load_run(model_dir):
         raise ValueError(f"{model_dir} was trained under Keras {run['keras_version']} but this process runs "
                          f"Keras {keras_major_version()}; run `python -m training.sample` directly so it picks "
                          f"the runtime. Received: --model_dir={model_dir!r}")
-    return run, keras.models.load_model(model_path)
+    return run, keras.models.load_model(model_path, compile=False)
 
 
 def _labels(num, classes, label):

@@ -1,12 +1,17 @@
 """How a model of each ``ModelInfo.task`` trains: loss, metrics and, where needed, its own train_step.
 
-Families with other tasks register theirs in their own files::
+Families with other tasks register theirs in their own files ``training/tasks_<topic>.py``,
+which this module imports::
 
     @register_task("image_generation")
     class GANTask(Task):
         def prepare(self, model, config):   # e.g. wrap in a keras.Model with a custom train_step
             ...
 """
+import importlib
+import os
+import pkgutil
+
 from keras_zoo.backend import keras
 from keras_zoo.metrics import BitsPerToken, Perplexity
 
@@ -84,3 +89,12 @@ class LanguageModelTask(Task):
 
     def metrics(self, config):
         return [BitsPerToken(), Perplexity()]
+
+
+def _import_task_modules():
+    for module in pkgutil.iter_modules([os.path.dirname(__file__)]):
+        if module.name.startswith("tasks_"):
+            importlib.import_module(f"{__package__}.{module.name}")
+
+
+_import_task_modules()

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 #: Seed of every split that is drawn at random: splits never depend on the training seed.
 SPLIT_SEED = 1337
+_MAX_SHUFFLE_BUFFER = 10_000
 
 
 @dataclasses.dataclass
@@ -185,8 +186,9 @@ def batch_splits(name, splits, batch_size, seed, map_fn=None):
             raise ValueError(f"The {split} split of {name!r} holds {size} examples, fewer than one batch; "
                              f"use a smaller batch_size. Received: batch_size={batch_size}")
         if split == "train":
-            dataset = dataset.shuffle(max(size, 1024) if size > 0 else 10_000, seed=seed,
-                                      reshuffle_each_iteration=True)
+            # A full shuffle for small sets; a bounded buffer keeps large ones in memory.
+            dataset = dataset.shuffle(min(size, _MAX_SHUFFLE_BUFFER) if size > 0 else _MAX_SHUFFLE_BUFFER,
+                                      seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=True)
         if map_fn is not None:
             dataset = dataset.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)

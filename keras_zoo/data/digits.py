@@ -2,7 +2,8 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_zoo.data._base import DatasetBundle, SPLIT_SEED, adapt_images, batch_splits, image_shape, register_dataset, require_task
+from keras_zoo.data._base import (SPLIT_SEED, DatasetBundle, adapt_images, batch_splits, image_shape,
+                                  register_dataset, require_task)
 
 
 def split_indices(labels):

@@ -21,10 +21,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from keras_zoo.data._base import DatasetBundle, batch_splits, cache_dir, register_dataset, require_task, \
-    sequence_length, split_of
-from keras_zoo.data.text import adapted_vectorizer, language_model_bundle, normalize_whitespace, padded_ids, \
-    token_stream, vocabulary
+from keras_zoo.data._base import (DatasetBundle, batch_splits, cache_dir, register_dataset, require_task,
+                                  sequence_length, split_of)
+from keras_zoo.data.text import (adapted_vectorizer, language_model_bundle, normalize_whitespace, padded_ids,
+                                 token_stream, vocabulary)
 
 #: Topic -> stdlib modules (packages include all their .py files). These are the
 #: docstrings_topic labels, in this order.

@@ -28,7 +28,7 @@ from keras_zoo.data._base import DatasetBundle, batch_splits, register_dataset, 
 
 PAD, START, END, UNK = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-#: Lines shorter than this (characters) are not used by docstrings_reverse.
+#: Lines shorter than this (characters, before cutting) are not used by docstrings_reverse.
 MIN_LINE_CHARS = 12
 #: Training pairs read from a wmt:NAME set (the full WMT'14 En-De has 4.5M).
 WMT_TRAIN_PAIRS = 200_000
@@ -97,8 +97,13 @@ def reversal_pairs(documents, max_chars):
     seen, splits = set(), {"train": [], "validation": [], "test": []}
     for _, _, doc in documents:
         for line in doc.splitlines():
-            line = " ".join(line.split())[:max_chars]
-            if len(line) < MIN_LINE_CHARS or line in seen:
+            line = " ".join(line.split())
+            if len(line) < MIN_LINE_CHARS:
+                continue
+            # Long lines are cut to the model's length (after the length filter, so short
+            # models still get data); cut lines that coincide are kept once.
+            line = line[:max_chars]
+            if line in seen:
                 continue
             seen.add(line)
             splits[split_of(line)].append((list(line), list(reversed(line))))

@@ -6,8 +6,8 @@ The validation split is the dataset's own when it has one, else the last 10 % of
 """
 import tensorflow as tf
 
-from keras_zoo.data._base import DatasetBundle, adapt_images, batch_splits, image_shape, register_dataset, \
-    require_task, sequence_length
+from keras_zoo.data._base import (DatasetBundle, adapt_images, batch_splits, image_shape, register_dataset,
+                                  require_task, sequence_length)
 from keras_zoo.data.text import adapted_vectorizer, vocabulary
 
 #: Training texts used to fit the vocabulary (enough for a 5,000-word vocabulary).

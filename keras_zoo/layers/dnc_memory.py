@@ -225,6 +225,7 @@ class DNCCell(keras.layers.Layer):
             initializer="glorot_uniform")
 
         def forget_bias_one(shape, dtype=None):
+            # Gate order (i, f, g, o); a forget bias of 1 keeps early gradients flowing (Gers et al., 2000).
             return tf.concat([tf.zeros([units]), tf.ones([units]), tf.zeros([2 * units])], axis=0)
 
         self.controller_bias = self.add_weight(

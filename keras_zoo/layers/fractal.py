@@ -1,7 +1,7 @@
 """FractalNet joins with local and global drop-path (Larsson et al., 2016, arXiv:1605.07648).
 
 A join merges the columns that end at the same depth by their element-wise
-mean (Sec. 2). Drop-path (Sec. 3.1) regularises the columns during training:
+mean (Sec. 2). Drop-path (Sec. 3) regularises the columns during training:
 
 - local: each join drops each input with probability ``p`` (0.15 in the
   paper), keeping at least one; the mean is over the kept inputs only;
@@ -14,7 +14,7 @@ reads it, so that a global draw selects the same column everywhere.
 Columns are numbered 1 (shallowest, one conv per block) to C (deepest,
 ``2^(C-1)`` convs per block). At inference nothing is dropped: a join is the
 plain mean, or, with ``inference_column=c``, column ``c`` alone (the paper's
-deepest-column / "anytime" subnetworks, Sec. 4.3).
+"=> deepest" results of Table 1).
 """
 import tensorflow as tf
 

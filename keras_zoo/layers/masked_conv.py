@@ -57,7 +57,7 @@ def causal_mask(kernel_size, mask_type, in_groups, out_groups):
 class MaskedConv2D(keras.layers.Layer):
     """A 'same'-padded, stride-1 2D convolution with a PixelCNN causal mask.
 
-    arXiv:1601.06759, Sec. 3.4 and Figure 4. The kernel is stored whole and
+    arXiv:1601.06759, Sec. 3.4. The kernel is stored whole and
     multiplied by the fixed mask in every call, so masked taps get zero gradient
     and stay irrelevant whatever the optimizer does to them.
 

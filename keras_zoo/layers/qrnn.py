@@ -57,6 +57,42 @@ def _chunk_length(steps):
     return min(divisors, key=lambda length: abs(length - target)) if divisors else target
 
 
+def _chunked(x, chunk, padded, pad_row, groups=1):
+    """(batch, time, channels) -> the ``chunk`` steps of every chunk, each (batch, chunks, channels).
+
+    With ``groups`` > 1 the channels of a step are split too (the gates Z, F,
+    O, I): ``chunk * groups`` tensors (batch, chunks, channels / groups), step
+    ``i`` group ``g`` at index ``i * groups + g``, all from one unstack.
+    """
+    batch, channels = tf.shape(x)[0], x.shape[-1]
+    if padded:
+        padding = (-tf.shape(x)[1]) % chunk
+        x = tf.concat([x, tf.broadcast_to(pad_row, [batch, padding, channels])], axis=1)
+    return tf.unstack(tf.reshape(x, [batch, -1, chunk * groups, channels // groups]), axis=2)
+
+
+def _unchunked(slices, time, padded, channels):
+    """Inverse of ``_chunked``: (batch, time, channels) from per-step (or per-step-and-group) slices."""
+    x = tf.stack(slices, axis=2)
+    x = tf.reshape(x, [tf.shape(x)[0], -1, channels])
+    return x[:, :time] if padded else x
+
+
+def _over_chunks(a, b, init, reverse, single_chunk):
+    """Inclusive states of the recurrence over chunk ends (batch, chunks, channels)."""
+    if single_chunk:
+        return a * init[:, None] + b
+    if a.shape[1] is not None:
+        return _scan(a, b, init, reverse)
+    states = tf.scan(
+        lambda c, ab: ab[0] * c + ab[1],
+        (tf.transpose(a, [1, 0, 2]), tf.transpose(b, [1, 0, 2])),
+        initializer=init,
+        reverse=reverse,
+    )
+    return tf.transpose(states, [1, 0, 2])
+
+
 def _scan(a, b, c0, reverse=False):
     """All states of ``c_t = a_t * c_{t-1} + b_t`` (or, reversed, ``c_t = a_t * c_{t+1} + b_t``).
 
@@ -64,20 +100,15 @@ def _scan(a, b, c0, reverse=False):
         a, b: (batch, time, channels) tensors.
         c0: (batch, channels), the state before the first processed step.
     """
-    steps = a.shape[1]
+    steps, channels = a.shape[1], a.shape[-1]
     if steps is not None and steps <= _UNROLL_MAX_STEPS:
         return _unrolled(a, b, c0, reverse)
     chunk = _chunk_length(steps)
-    batch, time, channels = tf.shape(a)[0], tf.shape(a)[1], a.shape[2]
     padded = steps is None or steps % chunk != 0
-    if padded:
-        # Padded steps (a=1, b=0) are the identity; they sit after the end, where
-        # the reverse scan starts, so they leave the reverse carry c0 unchanged.
-        padding = (-time) % chunk
-        a = tf.pad(a, [[0, 0], [0, padding], [0, 0]], constant_values=1.0)
-        b = tf.pad(b, [[0, 0], [0, padding], [0, 0]])
-    a_steps = tf.unstack(tf.reshape(a, [batch, -1, chunk, channels]), axis=2)
-    b_steps = tf.unstack(tf.reshape(b, [batch, -1, chunk, channels]), axis=2)
+    # Padded steps (a=1, b=0) are the identity; they sit after the end, where
+    # the reverse scan starts, so they leave the reverse carry c0 unchanged.
+    a_steps = _chunked(a, chunk, padded, tf.ones([channels], a.dtype))
+    b_steps = _chunked(b, chunk, padded, tf.zeros([channels], b.dtype))
     order = list(range(chunk - 1, -1, -1) if reverse else range(chunk))
 
     # Inside every chunk at once: local states from a zero start, and the
@@ -93,25 +124,12 @@ def _scan(a, b, c0, reverse=False):
         previous = i
 
     # The state entering each chunk: the same recurrence over chunk ends.
-    last = order[-1]
-    if steps is not None:
-        after = _scan(gain[last], local[last], c0, reverse)
-    else:
-        after = tf.transpose(
-            tf.scan(
-                lambda c, ab: ab[0] * c + ab[1],
-                (tf.transpose(gain[last], [1, 0, 2]), tf.transpose(local[last], [1, 0, 2])),
-                initializer=c0,
-                reverse=reverse,
-            ),
-            [1, 0, 2],
-        )
+    after = _over_chunks(gain[order[-1]], local[order[-1]], c0, reverse, single_chunk=False)
     if reverse:
         entering = tf.concat([after[:, 1:], c0[:, None]], axis=1)
     else:
         entering = tf.concat([c0[:, None], after[:, :-1]], axis=1)
-    states = tf.reshape(tf.stack([local[i] + gain[i] * entering for i in range(chunk)], axis=2), [batch, -1, channels])
-    return states[:, :time] if padded else states
+    return _unchunked([local[i] + gain[i] * entering for i in range(chunk)], tf.shape(a)[1], padded, channels)
 
 
 @tf.custom_gradient
@@ -131,36 +149,6 @@ def linear_recurrence(a, b, c0):
         return g * c_previous, g, a[:, 0] * g[:, 0]
 
     return c, grad
-
-
-def _chunked(x, chunk, padded, pad_row):
-    """(batch, time, channels) -> ``chunk`` tensors (batch, chunks, channels), step i of every chunk."""
-    batch, channels = tf.shape(x)[0], x.shape[-1]
-    if padded:
-        padding = (-tf.shape(x)[1]) % chunk
-        x = tf.concat([x, tf.broadcast_to(pad_row, [batch, padding, channels])], axis=1)
-    return tf.unstack(tf.reshape(x, [batch, -1, chunk, channels]), axis=2)
-
-
-def _unchunked(slices, time, padded):
-    x = tf.stack(slices, axis=2)
-    x = tf.reshape(x, [tf.shape(x)[0], -1, slices[0].shape[-1]])
-    return x[:, :time] if padded else x
-
-
-def _over_chunks(a, b, init, reverse, single_chunk):
-    """Inclusive states of the recurrence over chunk ends (batch, chunks, channels)."""
-    if single_chunk:
-        return a * init[:, None] + b
-    if a.shape[1] is not None:
-        return _scan(a, b, init, reverse)
-    states = tf.scan(
-        lambda c, ab: ab[0] * c + ab[1],
-        (tf.transpose(a, [1, 0, 2]), tf.transpose(b, [1, 0, 2])),
-        initializer=init,
-        reverse=reverse,
-    )
-    return tf.transpose(states, [1, 0, 2])
 
 
 def qrnn_pooling(gates, c0, forget_keep, pooling):
@@ -191,11 +179,12 @@ def qrnn_pooling(gates, c0, forget_keep, pooling):
 
     @tf.custom_gradient
     def pool(gates, c0, *keep):
-        slices = _chunked(gates, chunk, padded, identity)
+        # (batch, chunks, chunk * n_gates, units): one unstack yields every gate of every chunk step.
+        slices = _chunked(gates, chunk, padded, identity, groups=n_gates)
         keep_slices = _chunked(keep[0], chunk, padded, tf.ones([units], gates.dtype)) if keep else None
         z, f, o, i = [], [], [], []
-        for step, part in enumerate(slices):
-            gate = tf.split(part, n_gates, axis=-1)
+        for step in range(chunk):
+            gate = [slices[step * n_gates + g] for g in range(n_gates)]
             z.append(2.0 * gate[0] - 1.0)
             f.append(gate[1] if keep_slices is None else 1.0 - keep_slices[step] * (1.0 - gate[1]))
             o.append(gate[2] if n_gates > 2 else None)
@@ -208,7 +197,7 @@ def qrnn_pooling(gates, c0, forget_keep, pooling):
         after = _over_chunks(gain[-1], local[-1], c0, False, single_chunk)
         entering = c0[:, None] if single_chunk else tf.concat([c0[:, None], after[:, :-1]], axis=1)
         c = [local[step] + gain[step] * entering for step in range(chunk)]
-        h = _unchunked(c if n_gates == 2 else [o[step] * c[step] for step in range(chunk)], time, padded)
+        h = _unchunked(c if n_gates == 2 else [o[step] * c[step] for step in range(chunk)], time, padded, units)
         c_last = after[:, -1]
 
         def grad(dh, dc_last):
@@ -234,9 +223,9 @@ def qrnn_pooling(gates, c0, forget_keep, pooling):
                     dz, df = g * (1.0 - f[step]), g * (c_previous - z[step])
                 if keep_slices is not None:
                     df = df * keep_slices[step]
-                parts = [2.0 * dz, df] + ([dh[step] * c[step]] if n_gates > 2 else [])
-                d_gates.append(tf.concat(parts + ([g * z[step]] if n_gates > 3 else []), axis=-1))
-            return [_unchunked(d_gates, time, padded), u_first[:, 0]] + ([None] if keep else [])
+                d_gates += [2.0 * dz, df] + ([dh[step] * c[step]] if n_gates > 2 else [])
+                d_gates += [g * z[step]] if n_gates > 3 else []
+            return [_unchunked(d_gates, time, padded, n_gates * units), u_first[:, 0]] + ([None] if keep else [])
 
         return (h, c_last), grad
 

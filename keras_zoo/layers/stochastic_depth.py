@@ -2,12 +2,12 @@
 
 A residual block ``H_l = ReLU(b_l f_l(H_{l-1}) + id(H_{l-1}))`` keeps its branch
 ``f_l`` with survival probability ``p_l`` (``b_l ~ Bernoulli(p_l)``), and the
-paper's linear decay rule sets ``p_l = 1 - (l / L)(1 - p_L)`` (eq. 4).
+paper's linear decay rule sets ``p_l = 1 - (l / L)(1 - p_L)`` (Sec. 3, "linear decay rule").
 
 Scaling convention used here ("inverted" drop-path, as timm and torchvision):
 a kept branch is multiplied by ``1 / p_l`` during training, and at inference
 the layer is the identity. The paper instead trains with ``b_l f_l`` and
-recalibrates at test time with ``p_l f_l`` (eq. 5). Both give a test-time
+recalibrates at test time with ``p_l f_l``. Both give a test-time
 output equal to the training-time expectation; they differ only by the
 constant factor ``p_l`` absorbed into the branch's last BatchNorm scale, so the
 model family is the same. The inverted form makes the exported graph free of
@@ -25,7 +25,7 @@ DROP_MODES = ("sample", "batch")
 
 
 def linear_survival_probabilities(num_blocks, final_survival_probability=0.5):
-    """``[p_1, ..., p_L]`` with ``p_l = 1 - (l / L)(1 - p_L)`` (Huang et al., eq. 4).
+    """``[p_1, ..., p_L]`` with ``p_l = 1 - (l / L)(1 - p_L)`` (Huang et al., Sec. 3).
 
     ``p_0 = 1`` belongs to the input, so the first residual block already drops
     with probability ``(1 - p_L) / L``, as in the authors' Torch code.

@@ -180,6 +180,11 @@ def ByteNetLM(vocab_size=256, seq_len=512, *, d=512, num_blocks=30, kernel_size=
     return keras.Model(ids, _output(y, vocab_size, name), name=name)
 
 
+def encoder_model(model, config):
+    """The encoder graph (source padded to |t_hat|) with ``model``'s weights."""
+    return copy_weights_by_layer_name(model, ByteNetTranslation(**{**config, "mode": "encoder"}))
+
+
 def decoder_model(model, config):
     """The decoder graph (fixed |t_hat|, re-reads its prefix) with ``model``'s weights."""
     return copy_weights_by_layer_name(model, ByteNetTranslation(**{**config, "mode": "decoder"}))
@@ -189,7 +194,7 @@ class ByteNetDecoder:
     """Greedy and beam-search decoding with dynamic unfolding (|t_hat| = a |s| + b)."""
 
     def __init__(self, model, config, a=1.2, b=0):
-        self.encoder = copy_weights_by_layer_name(model, ByteNetTranslation(**{**config, "mode": "encoder"}))
+        self.encoder = encoder_model(model, config)
         self.decoder = decoder_model(model, config)
         self._encoder_fn = compiled_inference(self.encoder)
         self._decoder_fn = compiled_inference(self.decoder)

@@ -46,7 +46,7 @@ def _image_input(input_shape, name):
 
 
 def _output_head(x, output_units, input_shape, levels, name):
-    """ReLU, 1x1 mask-B conv, ReLU, 1x1 mask-B conv to ``C * levels`` logits (arXiv:1601.06759, Table 2)."""
+    """ReLU, 1x1 mask-B conv, ReLU, 1x1 mask-B conv to ``C * levels`` logits (arXiv:1601.06759)."""
     height, width, colors = input_shape
     x = layers.Activation("relu", name=f"{name}_out_1_relu")(x)
     x = MaskedConv2D(output_units, 1, "B", colors, name=f"{name}_out_1_conv")(x)
@@ -68,12 +68,12 @@ def residual_block(x, hidden, color_channels, name):
 
 def PixelCNN(num_layers=15, hidden=128, output_units=1024, *, input_shape=(8, 8, 1), levels=256,
              name="pixelcnn"):
-    """PixelCNN (arXiv:1601.06759, Sec. 3.4 and Table 2).
+    """PixelCNN (arXiv:1601.06759, Sec. 3.5).
 
     A 7x7 mask-A convolution to ``2 * hidden`` maps, ``num_layers`` residual blocks
-    with 3x3 mask-B convolutions, and two 1x1 mask-B output layers. The paper's
-    CIFAR-10 model has 15 layers with h=128 (Table 4); ``output_units`` (the width
-    of the first output layer) is not fixed by the paper, 1024 is our choice.
+    with 3x3 mask-B convolutions, and two 1x1 mask-B output layers. The defaults
+    are the paper's CIFAR-10 PixelCNN (15 layers, h=128); ``output_units`` (the
+    width of the first output layer) is our choice.
 
     Args:
         num_layers: residual blocks.
@@ -142,8 +142,8 @@ def GatedPixelCNN(num_layers=20, filters=384, kernel_size=5, output_units=1024, 
                   levels=256, num_classes=None, name="gated_pixelcnn"):
     """Gated PixelCNN with vertical and horizontal stacks (arXiv:1606.05328, Sec. 2.2-2.3).
 
-    Defaults follow the paper's ImageNet model (Sec. 3.2: 20 layers, 384 hidden
-    units, 5x5 filters). With ``num_classes`` the model is class-conditional (Eq. 4)
+    Defaults follow the paper's large ImageNet model (20 layers, 384 hidden units,
+    5x5 filters). With ``num_classes`` the model is class-conditional (Eq. 4)
     and takes a second input, the int32 label ``(B,)``.
 
     Args:
@@ -182,12 +182,12 @@ def GatedPixelCNN(num_layers=20, filters=384, kernel_size=5, output_units=1024, 
 
 def PixelRNNRowLSTM(num_layers=12, hidden=128, output_units=1024, *, input_shape=(8, 8, 1), levels=256,
                     name="pixelrnn_row_lstm"):
-    """PixelRNN with Row LSTM layers (arXiv:1601.06759, Sec. 3.1, 3.3 and Table 2).
+    """PixelRNN with Row LSTM layers (arXiv:1601.06759, Sec. 3.1 and 3.3).
 
     A 7x7 mask-A convolution to ``2h`` maps, then ``num_layers`` Row LSTM layers,
     each ``2h -> h`` with a 1x1 mask-B convolution back to ``2h`` and a residual
-    connection, then two 1x1 mask-B output layers. The paper's CIFAR-10 Row LSTM
-    has 12 layers with h=128 (Table 4).
+    connection, then two 1x1 mask-B output layers. The defaults are the paper's
+    CIFAR-10 Row LSTM (12 layers, h=128).
     """
     _validate(input_shape, levels, num_layers=num_layers, hidden=hidden, output_units=output_units)
     colors = input_shape[-1]
@@ -244,8 +244,9 @@ def _image_spec(config):
 
 
 _FAMILY = dict(task="image_generation", paper="1601.06759", input_spec=_image_spec, default_dataset="digits",
-               export={"tflite": True, "edgetpu": "256-way softmax per sub-pixel over every pixel; "
-                                                  "int8-convertible, but sampling needs H*W*C invocations"})
+               export={"tflite": True,
+                       "edgetpu": "RGB logits (1, H, W, 3, levels) have four dimensions > 1, beyond the Edge "
+                                  "TPU's three, so the final reshape runs on the CPU (grey images map fully)"})
 
 register_family(PixelCNN, {
     "pixelcnn": dict(config=dict(num_layers=15, hidden=128),

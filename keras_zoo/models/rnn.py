@@ -109,7 +109,7 @@ def RNNLanguageModel(vocab_size=10000, seq_len=35, *, cell="lstm", embedding_dim
             x = layer(x)
         x = keras.layers.Dropout(dropout, name=f"{name}_{layer_index}_dropout")(x)
     if step:
-        x = keras.layers.Flatten(name=f"{name}_step_flatten")(x)
+        x = keras.layers.Reshape((units,), name=f"{name}_step_reshape")(x)
     logits = keras.layers.Dense(vocab_size, name=f"{name}_logits")(x)
     if step:
         return keras.Model([ids, *states_in], [logits, *states_out], name=f"{name}_step")

@@ -49,7 +49,7 @@ BN_MOMENTUM = 0.9
 
 #: Zhang et al. train as Huang et al. (stochastic depth): Nesterov SGD, batch
 #: 128, 500 epochs, lr 0.1 divided by 10 at epochs 250 and 375, weight decay
-#: 1e-4 (RoR Sec. IV-A).
+#: 1e-4 (RoR Sec. IV).
 TRAINING_PRESET = dict(
     optimizer="momentum",
     momentum=0.9,
@@ -60,7 +60,7 @@ TRAINING_PRESET = dict(
     batch_size=128,
     epochs=500,
     augmentation="random crop of the 4-pixel zero-padded image, horizontal flip",
-    source="Zhang et al. 2016 (arXiv:1608.02908), Sec. IV-A, following Huang et al. (arXiv:1603.09382)",
+    source="Zhang et al. 2016 (arXiv:1608.02908), Sec. IV, following Huang et al. (arXiv:1603.09382)",
 )
 
 
