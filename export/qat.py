@@ -231,8 +231,8 @@ def prune(model, train_data, task, target_sparsity, epochs, steps_per_epoch, lea
 
 def saved_keras_major_version(model_path, config=None):
     """3 for a .keras file written by Keras 3, 2 for tf_keras (config.json wins if it says)."""
-    if config and config.get("keras") in (2, 3):
-        return int(config["keras"])
+    if config and config.get("keras_version") in (2, 3):
+        return int(config["keras_version"])
     try:
         with zipfile.ZipFile(model_path) as archive:
             metadata = json.loads(archive.read("metadata.json"))

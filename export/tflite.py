@@ -167,7 +167,7 @@ def _load_source(model_dir, model_name, tiny, model, task, data, batch_size):
     if model_dir is not None:
         config = _read_config(model_dir)
         info = keras_zoo.model_info(config["model"])
-        build_config = info.resolved_config(tiny=config.get("tiny", False), **config.get("overrides", {}))
+        build_config = info.resolved_config(tiny=config.get("tiny", False), **config.get("builder_overrides", {}))
         note = "given"
         if data is None:
             data, note = _load_data(info, build_config, batch_size)

@@ -4,7 +4,6 @@ import pytest
 import tensorflow as tf
 
 import keras_zoo
-from keras_zoo.backend import keras
 from keras_zoo.models.bytenet import ByteNetDecoder, MultiplicativeUnit
 
 pytestmark = pytest.mark.both

@@ -199,8 +199,8 @@ def test_corrupt_model_file_is_rejected_and_a_good_export_survives(tmp_path):
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     (model_dir / "model.keras").write_bytes(b"not a zip archive")
-    (model_dir / "config.json").write_text(json.dumps({"model": "squeezenet1_1", "tiny": True, "keras": 2,
-                                                       "dataset": "digits", "overrides": {}}))
+    (model_dir / "config.json").write_text(json.dumps({"model": "squeezenet1_1", "tiny": True, "keras_version": 2,
+                                                       "dataset": "digits", "builder_overrides": {}}))
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.tflite").write_bytes(b"good model")

@@ -8,7 +8,6 @@ import tensorflow as tf
 
 import keras_zoo
 from keras_zoo import decoding
-from keras_zoo.backend import keras
 from keras_zoo.layers.attention import AttentiveDecoder, BahdanauAttention, LuongAttention
 from keras_zoo.models.seq2seq import END_ID, START_ID, Seq2SeqDecoder
 

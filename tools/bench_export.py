@@ -23,7 +23,6 @@ import tensorflow as tf  # noqa: E402
 import keras_zoo  # noqa: E402
 from export import convert, qat, verify  # noqa: E402
 from keras_zoo.backend import keras  # noqa: E402
-from keras_zoo.registry import example_inputs  # noqa: E402
 
 
 def _graph(name, tiny):
@@ -33,13 +32,14 @@ def _graph(name, tiny):
     if info.inference_model is not None:
         model = info.inference_model(model, config)
     rng = np.random.default_rng(0)
+    vocab = int(config.get("vocab_size") or 2)  # integer inputs are token ids
     samples = []
     for _ in range(32):
         sample = []
-        for tensor, spec in zip(model.inputs, info.inputs_for(config) + [None] * len(model.inputs)):
+        for tensor in model.inputs:
             shape = (1, *tensor.shape[1:])
             if tf.as_dtype(tensor.dtype).is_integer:
-                sample.append(rng.integers(0, int(spec.maxval) if spec else 2, size=shape).astype("int32"))
+                sample.append(rng.integers(0, vocab, size=shape).astype("int32"))
             else:
                 sample.append(rng.uniform(-1, 1, size=shape).astype("float32"))
         samples.append(sample)
@@ -91,10 +91,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--tiny", action="store_true", help="tiny configs (a smoke run; overhead-bound)")
+    parser.add_argument("--models", default="squeezenet1_1,qrnn_lm_char")
     args = parser.parse_args()
     print(f"{'model':<16}{'mode':<9}{'size KiB':>10}{'x f32':>8}{'1 thr ms':>10}{'x f32':>8}"
           f"{'2 thr ms':>10}{'x f32':>8}")
-    for name in ("squeezenet1_1", "qrnn_lm_char"):
+    for name in args.models.split(","):
         rows = size_and_latency(name, args.repeats, args.tiny)
         base_size, base_latency = rows["float32"]
         for mode, (size, latency) in rows.items():

@@ -27,8 +27,12 @@ def _stratified_split():
 
 @register_dataset("digits")
 def load_digits(_, *, task, input_specs, batch_size, seed, data_dir):
-    """70/15/15 stratified split; pixels scaled from 0..16 to [0, 1] and resized to the model's input."""
-    require_task("digits", task, ("image_classification",))
+    """70/15/15 stratified split; pixels scaled from 0..16 to [0, 1] and resized to the model's input.
+
+    For ``image_generation`` the batches are the same (image, label) pairs, and the
+    data fixes no builder argument (generative models have no ``classes``).
+    """
+    require_task("digits", task, ("image_classification", "image_generation"))
     shape = image_shape("digits", input_specs)
     arrays = _stratified_split()
     splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
@@ -36,7 +40,7 @@ def load_digits(_, *, task, input_specs, batch_size, seed, data_dir):
                            map_fn=lambda x, y: (adapt_images(x, shape, 16.0), y))
     return DatasetBundle(
         **batched,
-        model_overrides={"classes": 10},
+        model_overrides={"classes": 10} if task == "image_classification" else {},
         labels=[str(d) for d in range(10)],
         info={"sizes": {k: len(v[1]) for k, v in arrays.items()},
               "majority_baseline_accuracy": float(np.bincount(arrays["test"][1]).max() / len(arrays["test"][1]))},

@@ -120,8 +120,8 @@ def MobileNet(
             features.append(x)
 
     if include_top:
-        classifier_input = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-        x = layers.Dropout(dropout, name="dropout")(classifier_input)
+        x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
+        x = layers.Dropout(dropout, name="dropout")(x)
         x = layers.Conv2D(classes, 1, padding="same", name="conv_preds")(x)
         x = layers.Reshape((classes,), name="reshape_2")(x)
         x = layers.Activation(classifier_activation, name="predictions")(x)

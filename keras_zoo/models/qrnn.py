@@ -233,7 +233,7 @@ def generate(model, prompt_ids, num_steps, temperature=1.0, seed=0):
 
 
 def _sequence_input_spec(config):
-    return [InputSpec(shape=(config["seq_len"] or 32,), dtype="int32", maxval=config["vocab_size"])]
+    return [InputSpec(shape=(config.get("seq_len") or 32,), dtype="int32", maxval=config["vocab_size"])]
 
 
 _EXPORT = {
