@@ -1,1 +1,33 @@
-"""Public CamelCase builders, in the style of keras.applications."""
+"""Public CamelCase builders, in the style of keras.applications.
+
+Family builders (``DenseNet``, ``QRNNLanguageModel`` …) take every argument; the named
+variants (``DenseNet121`` …) are the registry's configs. ``QRNN`` is the QRNN
+language model of arXiv:1611.01576; the layer is ``keras_zoo.layers.qrnn.QRNN``.
+"""
+from keras_zoo.models.alphago import AlphaGoPolicy, AlphaGoValue, AlphaGoZero
+from keras_zoo.models.bytenet import ByteNetLM, ByteNetTranslation
+from keras_zoo.models.densenet import DenseNet, DenseNet121, DenseNet169, DenseNet201, DenseNetBC100
+from keras_zoo.models.dnc import DNC
+from keras_zoo.models.fractalnet import FractalNet
+from keras_zoo.models.mobilenet import MobileNet
+from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM
+from keras_zoo.models.qrnn import QRNNClassifier, QRNNLanguageModel
+from keras_zoo.models.resnext import ResNeXt, ResNeXt29, ResNeXt50
+from keras_zoo.models.rnn import RNNClassifier, RNNLanguageModel
+from keras_zoo.models.ror import RoR
+from keras_zoo.models.seq2seq import Seq2SeqAttention
+from keras_zoo.models.squeezenet import SqueezeNet, SqueezeNet1_0, SqueezeNet1_1
+from keras_zoo.models.stochastic_depth import StochasticDepthResNet
+from keras_zoo.models.transformer import Transformer
+from keras_zoo.models.wavenet import WaveNet
+
+QRNN = QRNNLanguageModel
+
+__all__ = [
+    "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "ByteNetLM", "ByteNetTranslation", "DNC",
+    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FractalNet",
+    "GatedPixelCNN", "MobileNet", "PixelCNN", "PixelRNNRowLSTM", "QRNN", "QRNNClassifier",
+    "QRNNLanguageModel", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
+    "RoR", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
+    "StochasticDepthResNet", "Transformer", "WaveNet",
+]
