@@ -16,6 +16,7 @@ MODEL_NAMES = keras_zoo.list_models()
 
 
 def _build(name):
+    keras.utils.set_random_seed(0)  # the same initial weights on every run
     info = keras_zoo.model_info(name)
     config = info.resolved_config(tiny=True)
     model = info.builder(**config)
