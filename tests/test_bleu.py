@@ -1,10 +1,10 @@
-"""keras_zoo.bleu.corpus_bleu against sacrebleu (the oracle) on ordinary and edge-case corpora."""
+"""keras_zoo.metrics.bleu.corpus_bleu against sacrebleu (the oracle) on ordinary and edge-case corpora."""
 import random
 
 import pytest
 import sacrebleu
 
-from keras_zoo.bleu import corpus_bleu, corpus_statistics
+from keras_zoo.metrics.bleu import corpus_bleu, corpus_statistics
 
 pytestmark = pytest.mark.both
 

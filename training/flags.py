@@ -7,6 +7,7 @@ from absl import flags
 
 from training.loop import TrainConfig
 from training.strategy import STRATEGIES
+from training.tasks import all_task_options
 
 _DEFAULTS = TrainConfig(model="")
 
@@ -30,3 +31,24 @@ flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 flags.DEFINE_string("overrides", "{}", "Builder keyword arguments as JSON, e.g. '{\"dropout\": 0.3}'.")
 flags.DEFINE_enum("keras", None, ["2", "3"], "Keras runtime: 2 = tf_keras (needed for QAT), 3 = Keras 3. Default: "
                   "tf_keras unless TF_USE_LEGACY_KERAS=0 is set. Read before TensorFlow is imported.")
+
+
+def _define_task_option_flags():
+    """One flag per training-task option (training.tasks ``Task.OPTIONS``), typed by its default."""
+    for key, (default, help_text) in sorted(all_task_options().items()):
+        if isinstance(default, bool):
+            flags.DEFINE_bool(key, default, help_text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(key, default, help_text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(key, default, help_text)
+        else:
+            flags.DEFINE_string(key, default, help_text)
+
+
+_define_task_option_flags()
+
+
+def task_options_from_flags(flag_values):
+    """The task options given on the command line (defaults stay with the task)."""
+    return {key: flag_values[key].value for key in all_task_options() if flag_values[key].present}

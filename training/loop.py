@@ -44,7 +44,8 @@ class TrainConfig:
 
     ``validation_steps`` also caps the test evaluation (None: the whole split).
     ``overrides`` are builder kwargs on top of the variant's config (and its
-    ``tiny`` overrides when ``tiny``).
+    ``tiny`` overrides when ``tiny``). ``task_options`` are the training task's
+    ``OPTIONS`` (training.tasks), e.g. ``{"teacher_dir": ..., "temperature": 4.0}``.
     """
 
     model: str
@@ -63,6 +64,7 @@ class TrainConfig:
     num_gpus: int = 0
     tpu_address: str | None = None
     data_dir: str | None = None
+    task_options: dict = dataclasses.field(default_factory=dict)
     verbose: int | str = "auto"
 
 
@@ -110,7 +112,9 @@ def validate(config):
         raise ValueError(f"overrides must be a dict of builder keyword arguments. "
                          f"Received: overrides={config.overrides!r}")
     info = model_info(config.model)
-    tasks.get_task(info.task)
+    if not isinstance(config.task_options, dict):
+        raise ValueError(f"task_options must be a dict. Received: task_options={config.task_options!r}")
+    tasks.get_task(info.task, config.task_options)
     optimizers.check_optimizer(config.optimizer)
     if not isinstance(config.strategy, str) or config.strategy.lower() not in strategy_lib.STRATEGIES:
         raise ValueError(f"Unknown distribution strategy; use one of {', '.join(strategy_lib.STRATEGIES)}. "
@@ -267,7 +271,7 @@ def _distribute_options(dataset):
 
 
 def _write_outputs(write_dir, model, config, info, bundle, builder_overrides, builder_config, replicas,
-                   test_metrics, test_steps, initial_epoch):
+                   test_metrics, test_steps, initial_epoch, task_results):
     """Writes model.keras, config.json, metrics.json, vocab.txt/labels.txt and curves.png."""
     _atomic_save(model, os.path.join(write_dir, "model.keras"))
     settings = dataclasses.asdict(config)
@@ -292,6 +296,7 @@ def _write_outputs(write_dir, model, config, info, bundle, builder_overrides, bu
         "initial_epoch": initial_epoch,
         "epochs": config.epochs,
         "dataset_info": bundle.info,
+        "task": task_results,
     }
     _atomic_write_text(os.path.join(write_dir, "config.json"), json.dumps(_jsonable(run_config), indent=2))
     _atomic_write_text(os.path.join(write_dir, "metrics.json"), json.dumps(_jsonable(metrics), indent=2))
@@ -335,7 +340,7 @@ def train_and_evaluate(config, model_dir):
     resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
 
     keras.utils.set_random_seed(config.seed)
-    task = tasks.get_task(info.task)
+    task = tasks.get_task(info.task, config.task_options)
     builder_config = info.resolved_config(tiny=config.tiny, **config.overrides)
     bundle = load_dataset(config.dataset, task=info.task, input_specs=info.inputs_for(builder_config),
                           batch_size=config.batch_size, seed=config.seed, data_dir=config.data_dir)
@@ -371,9 +376,11 @@ def train_and_evaluate(config, model_dir):
         test_steps = min(test_steps, int(test.cardinality()))
     test_metrics = fit_model.evaluate(test, steps=test_steps, return_dict=True, verbose=config.verbose)
     test_metrics = {k: float(v) for k, v in test_metrics.items()}
+    task_results = task.after_training(model, bundle, write_dir, builder_config) if is_chief else {}
 
     metrics = _write_outputs(write_dir, model, config, info, bundle, builder_overrides, builder_config, replicas,
-                             test_metrics, test_steps, initial_epoch=first_epoch.first_epoch or 0)
+                             test_metrics, test_steps, initial_epoch=first_epoch.first_epoch or 0,
+                             task_results=task_results)
     logging.info("Test metrics: %s (baselines: %s). Outputs in %s", test_metrics, metrics["baselines"], write_dir)
     return {
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
@@ -381,4 +388,5 @@ def train_and_evaluate(config, model_dir):
         "initial_epoch": metrics["initial_epoch"],
         "write_dir": write_dir,
         "builder_overrides": builder_overrides,
+        "task": task_results,
     }

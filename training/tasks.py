@@ -5,8 +5,14 @@ which this module imports::
 
     @register_task("image_generation")
     class GANTask(Task):
+        OPTIONS = {"label_smoothing": (0.0, "One-sided label smoothing of the real labels.")}
+
         def prepare(self, model, config):   # e.g. wrap in a keras.Model with a custom train_step
-            ...
+            ... self.options["label_smoothing"] ...
+
+A task's ``OPTIONS`` become flags of ``python -m training.train`` and keys of
+``TrainConfig.task_options``. A task with ``ACTIVATED_BY = "option"`` wraps the
+model's own task whenever that option is given (distillation: ``--teacher_dir``).
 """
 import importlib
 import os
@@ -32,19 +38,76 @@ def register_task(name):
     return decorator
 
 
-def get_task(name):
+def _task_class(name):
     if name not in _TASKS:
         raise ValueError(f"No training task is registered for {name!r}; training supports "
                          f"{', '.join(sorted(_TASKS))}. Register one with training.tasks.register_task. "
                          f"Received: task={name!r}")
-    return _TASKS[name]()
+    return _TASKS[name]
+
+
+def get_task(name, options=None):
+    """The task a model of ``ModelInfo.task == name`` trains with.
+
+    Args:
+        name: the model's task.
+        options: ``TrainConfig.task_options``. When it sets a wrapper task's
+            ``ACTIVATED_BY`` option, that task is returned, wrapping task ``name``.
+
+    Raises:
+        ValueError: for an unknown task, or an option the selected task does not take.
+    """
+    options = dict(options or {})
+    base = _task_class(name)
+    wrappers = [cls for cls in _TASKS.values() if cls.ACTIVATED_BY and options.get(cls.ACTIVATED_BY) is not None]
+    if len(wrappers) > 1:
+        raise ValueError(f"Options {[cls.ACTIVATED_BY for cls in wrappers]} select different tasks; give one. "
+                         f"Received: {options}")
+    if wrappers:
+        return wrappers[0](options, base_task=base(_own_options(base, options)))
+    return base(options)
+
+
+def _own_options(cls, options):
+    return {k: v for k, v in options.items() if k in cls.OPTIONS}
+
+
+def all_task_options():
+    """``{option: (default, help)}`` over every registered task (flags are defined from it)."""
+    merged = {}
+    for cls in _TASKS.values():
+        for key, (default, help_text) in cls.OPTIONS.items():
+            if key in merged and merged[key][0] != default:
+                raise ValueError(f"Task option {key!r} has different defaults in two tasks ({merged[key][0]!r}, "
+                                 f"{default!r}); rename one. Received: task {cls.name!r}")
+            merged.setdefault(key, (default, help_text))
+    return merged
 
 
 class Task:
-    """Default behaviour: ``model.fit`` with ``loss`` and ``metrics``; best model by ``monitor``."""
+    """Default behaviour: ``model.fit`` with ``loss`` and ``metrics``; best model by ``monitor``.
+
+    Attributes:
+        OPTIONS: ``{name: (default, help)}`` the task takes (flags of training.train).
+        ACTIVATED_BY: for a task that wraps the model's own task, the option that selects it.
+        options: this run's options, defaults filled in.
+        base_task: the wrapped task (only for ``ACTIVATED_BY`` tasks).
+    """
 
     name = ""
     monitor = "val_loss"
+    OPTIONS = {}
+    ACTIVATED_BY = None
+
+    def __init__(self, options=None, base_task=None):
+        options = dict(options or {})
+        accepted = set(self.OPTIONS) | (set(base_task.OPTIONS) if base_task else set())
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ValueError(f"Task {self.name!r} does not take the option(s) {unknown}; it takes "
+                             f"{sorted(accepted) or 'none'}. Drop the flag(s). Received: {options}")
+        self.options = {key: options.get(key, default) for key, (default, _) in self.OPTIONS.items()}
+        self.base_task = base_task
 
     def loss(self, config):
         raise NotImplementedError
@@ -58,6 +121,21 @@ class Task:
 
     def compile(self, model, optimizer, config):
         model.compile(optimizer=optimizer, loss=self.loss(config), metrics=self.metrics(config))
+
+    def after_training(self, model, bundle, write_dir, config):
+        """Task-specific results once training and the test evaluation are done.
+
+        Args:
+            model: the trained model (as saved to ``model.keras``).
+            bundle: the run's DatasetBundle (``test`` split, ``vocab``, ``labels``, ``info``).
+            write_dir: the run's output directory, for pictures and sounds.
+            config: the builder config.
+
+        Returns:
+            A JSON-serializable dict stored as ``metrics.json["task"]`` (e.g. paths of
+            sample PNGs, held-out mAP).
+        """
+        return {}
 
 
 def _outputs_logits(config):

@@ -25,7 +25,7 @@ import json  # noqa: E402  (TensorFlow must see TF_USE_LEGACY_KERAS first)
 from absl import app, flags  # noqa: E402
 
 from keras_zoo.backend import keras_major_version  # noqa: E402
-from training import flags as _flags  # noqa: E402,F401  (defines the flags)
+from training import flags as _flags  # noqa: E402  (defines the flags)
 from training.loop import TrainConfig, as_config, train_and_evaluate, validate  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -43,7 +43,7 @@ def config_from_flags():
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, validation_steps=FLAGS.validation_steps,
         batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
         weight_decay=FLAGS.weight_decay, seed=FLAGS.seed, strategy=FLAGS.strategy, num_gpus=FLAGS.num_gpus,
-        tpu_address=FLAGS.tpu, data_dir=FLAGS.data_dir)
+        tpu_address=FLAGS.tpu, data_dir=FLAGS.data_dir, task_options=_flags.task_options_from_flags(FLAGS))
 
 
 def main(argv):

@@ -1,6 +1,6 @@
-"""Metrics that Keras lacks. Written with TensorFlow ops so they run under Keras 3 and tf_keras.
+"""Language-model metrics, written with TensorFlow ops so they run under Keras 3 and tf_keras.
 
-Language-model metrics (e.g. QRNN, arXiv:1611.01576, reports perplexity; char-level
+Language models (e.g. QRNN, arXiv:1611.01576, reports perplexity; char-level
 LMs report bits per character): the mean cross-entropy of the next-token
 distribution, in bits (``BitsPerToken``) or exponentiated in nats (``Perplexity``).
 """
@@ -9,7 +9,6 @@ import math
 import tensorflow as tf
 
 from keras_zoo.backend import keras, serializable
-from keras_zoo.bleu import corpus_bleu  # noqa: F401  (public here: keras_zoo.metrics.corpus_bleu)
 
 
 @serializable
