@@ -366,16 +366,15 @@ def train_and_evaluate(config, model_dir):
         train, validation, test = map(_distribute_options, (train, validation, test))
 
     callbacks, first_epoch = _callbacks(model, write_dir, backup_dir, task.monitor, resuming)
-    history = fit_model.fit(train, validation_data=validation, epochs=config.epochs,
-                            steps_per_epoch=config.steps_per_epoch, validation_steps=config.validation_steps,
-                            callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    history = task.fit(fit_model, train, validation_data=validation, epochs=config.epochs,
+                       steps_per_epoch=config.steps_per_epoch, validation_steps=config.validation_steps,
+                       callbacks=callbacks, verbose=config.verbose, shuffle=False)
     if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
         os.rmdir(backup_dir)  # tf_keras deletes the checkpoint files but keeps their directory
     test_steps = config.validation_steps
     if test_steps is not None and int(test.cardinality()) >= 0:
         test_steps = min(test_steps, int(test.cardinality()))
-    test_metrics = fit_model.evaluate(test, steps=test_steps, return_dict=True, verbose=config.verbose)
-    test_metrics = {k: float(v) for k, v in test_metrics.items()}
+    test_metrics = task.evaluate(fit_model, test, test_steps, config.verbose)
     task_results = task.after_training(model, bundle, write_dir, builder_config) if is_chief else {}
 
     metrics = _write_outputs(write_dir, model, config, info, bundle, builder_overrides, builder_config, replicas,

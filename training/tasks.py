@@ -122,6 +122,20 @@ class Task:
     def compile(self, model, optimizer, config):
         model.compile(optimizer=optimizer, loss=self.loss(config), metrics=self.metrics(config))
 
+    def fit(self, model, train, **fit_kwargs):
+        """Trains ``model`` (what ``prepare`` returned); returns a Keras History.
+
+        ``fit_kwargs`` are ``model.fit``'s (validation_data, epochs, steps_per_epoch,
+        validation_steps, callbacks, verbose, shuffle). Override for searches that are
+        not one ``fit`` (e.g. NAS: many child trainings per controller update).
+        """
+        return model.fit(train, **fit_kwargs)
+
+    def evaluate(self, model, test, steps, verbose):
+        """Test metrics as ``{name: float}``."""
+        results = model.evaluate(test, steps=steps, return_dict=True, verbose=verbose)
+        return {k: float(v) for k, v in results.items()}
+
     def after_training(self, model, bundle, write_dir, config):
         """Task-specific results once training and the test evaluation are done.
 

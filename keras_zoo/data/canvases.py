@@ -1,0 +1,133 @@
+"""Digit canvases: scikit-learn's handwritten digits scattered on a blank canvas.
+
+Each canvas holds 1..``max_digits`` digits, each upsampled from 8x8 to a random
+side of about a quarter to three eighths of the canvas (16..24 px on 64x64) and
+placed at random so that no two digit boxes overlap with IoU above ``MAX_IOU``.
+Digits come from one split of ``keras_zoo.data.digits.split_indices``, so
+held-out canvases hold held-out digits. One generator serves two tasks:
+
+- segmentation (registered here as ``digit_canvases``): the per-pixel mask,
+  0 for background and 1 + digit for ink;
+- detection: tight boxes around each digit's ink and the digit classes.
+"""
+import functools
+import zlib
+
+import numpy as np
+
+#: Upsampled pixels at or above this intensity (in [0, 1]) are ink: they get a mask label and bound the box.
+INK_THRESHOLD = 0.3
+#: Largest IoU allowed between the boxes of two digits on one canvas.
+MAX_IOU = 0.1
+#: Placement attempts per digit before the canvas holds one digit fewer.
+_MAX_ATTEMPTS = 50
+#: Digit side as fractions of the canvas side (16..24 px on a 64 px canvas).
+_MIN_SCALE, _MAX_SCALE = 0.25, 0.375
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_by_split():
+    from sklearn.datasets import load_digits
+
+    from keras_zoo.data.digits import split_indices
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype("float32")
+    labels = digits.target.astype("int32")
+    return {split: (images[i], labels[i]) for split, i in split_indices(labels).items()}
+
+
+def _upsample(image, side):
+    """Bilinear resize of a square image to (side, side), half-pixel centres (as tf.image.resize)."""
+    size = image.shape[0]
+    coords = np.clip((np.arange(side) + 0.5) * size / side - 0.5, 0, size - 1)
+    low = np.floor(coords).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    frac = (coords - low).astype("float32")
+    rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
+    return rows[:, low] * (1 - frac)[None, :] + rows[:, high] * frac[None, :]
+
+
+def _iou(box, others):
+    """IoU of one (y0, x0, y1, x1) pixel box with each row of ``others``."""
+    if not len(others):
+        return np.zeros((0,), "float32")
+    others = np.asarray(others, "float32")
+    height = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    width = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    intersection = height * width
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return intersection / (area + areas - intersection)
+
+
+def make_canvases(num, split, canvas_size=64, max_digits=3, seed=0):
+    """Scatters sklearn digits (upsampled, 8x8 -> 16..24 px on a 64 px canvas) on blank canvases.
+
+    Args:
+        num: number of canvases.
+        split: ``"train"``, ``"validation"`` or ``"test"``: the digits split
+            (``keras_zoo.data.digits.split_indices``) the digits are drawn from.
+        canvas_size: side H = W of the square canvases, at least 16.
+        max_digits: each canvas holds 1..max_digits digits (uniform), fewer when
+            no placement with box IoU <= ``MAX_IOU`` is found in 50 attempts.
+        seed: generator seed. The result is a deterministic function of all the
+            arguments, and canvas i does not depend on ``num``.
+
+    Returns:
+        dict(images=float32 [N, H, W, 1] in [0, 1] (digits composited with max),
+             masks=int32 [N, H, W] (0 background, 1 + digit class where that digit
+             has ink, i.e. upsampled intensity >= ``INK_THRESHOLD``; a later digit
+             wins where ink overlaps),
+             boxes=float32 [N, max_digits, 4] normalized (ymin, xmin, ymax, xmax):
+             the pixel edges of the digit's ink, so ymax = (last ink row + 1) / H;
+             zero rows pad,
+             classes=int32 [N, max_digits] (digit 0..9, -1 pads),
+             num_boxes=int32 [N]).
+    """
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test'. Received: split={split!r}")
+    if not isinstance(num, (int, np.integer)) or num < 0:
+        raise ValueError(f"num must be a non-negative integer. Received: num={num!r}")
+    if not isinstance(canvas_size, (int, np.integer)) or canvas_size < 16:
+        raise ValueError(f"canvas_size must be an integer >= 16 (digits are drawn at >= 1/4 of it). "
+                         f"Received: canvas_size={canvas_size!r}")
+    if not isinstance(max_digits, (int, np.integer)) or max_digits < 1:
+        raise ValueError(f"max_digits must be a positive integer. Received: max_digits={max_digits!r}")
+    source_images, source_labels = _digits_by_split()[split]
+    # The split enters the seed so that the three splits draw independent layouts.
+    rng = np.random.default_rng([int(seed), zlib.crc32(split.encode()), int(canvas_size), int(max_digits)])
+    min_side = max(8, round(_MIN_SCALE * canvas_size))
+    max_side = max(min_side, round(_MAX_SCALE * canvas_size))
+
+    images = np.zeros((num, canvas_size, canvas_size, 1), "float32")
+    masks = np.zeros((num, canvas_size, canvas_size), "int32")
+    boxes = np.zeros((num, max_digits, 4), "float32")
+    classes = np.full((num, max_digits), -1, "int32")
+    num_boxes = np.zeros((num,), "int32")
+    for n in range(num):
+        placed = []
+        for _ in range(int(rng.integers(1, max_digits + 1))):
+            index = int(rng.integers(len(source_labels)))
+            side = int(rng.integers(min_side, max_side + 1))
+            digit = _upsample(source_images[index], side)
+            ink = digit >= INK_THRESHOLD
+            rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+            if not len(rows):
+                continue
+            for _attempt in range(_MAX_ATTEMPTS):
+                top, left = (int(v) for v in rng.integers(0, canvas_size - side + 1, size=2))
+                box = np.array([top + rows[0], left + cols[0], top + rows[-1] + 1, left + cols[-1] + 1], "float32")
+                if np.all(_iou(box, placed) <= MAX_IOU):
+                    break
+            else:
+                continue
+            window = (n, slice(top, top + side), slice(left, left + side))
+            images[window + (0,)] = np.maximum(images[window + (0,)], digit)
+            masks[window][ink] = source_labels[index] + 1
+            k = len(placed)
+            placed.append(box)
+            boxes[n, k] = box / canvas_size
+            classes[n, k] = source_labels[index]
+        num_boxes[n] = len(placed)
+    return dict(images=images, masks=masks, boxes=boxes, classes=classes, num_boxes=num_boxes)
