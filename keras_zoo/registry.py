@@ -76,6 +76,12 @@ class ModelInfo:
             builds the graph exported to TFLite: static shapes, batch 1, and for
             recurrent models a single step with explicit state tensors. None means
             the model itself (at batch 1) is exported.
+        training_preset: the paper's training recipe, or None: ``optimizer``,
+            ``learning_rate``, ``weight_decay``, ``batch_size``, ``epochs``,
+            optimizer parameters (``momentum``, ``nesterov``, ``rho``, ``epsilon``),
+            ``lr_schedule`` (see training.optimizers.learning_rate_schedule),
+            ``augmentation`` and ``source`` (for reference; not applied).
+            ``training.train --preset=paper`` trains with it.
         family: the module that registered it.
 
     Output conventions: classifiers (image or sequence) end in
@@ -95,6 +101,7 @@ class ModelInfo:
     tiny: dict = dataclasses.field(default_factory=dict)
     export: dict = dataclasses.field(default_factory=lambda: {"tflite": True, "edgetpu": False})
     inference_model: Callable[..., Any] | None = None
+    training_preset: dict | None = None
     family: str = ""
 
     def resolved_config(self, tiny=False, **overrides):

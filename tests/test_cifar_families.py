@@ -261,17 +261,16 @@ def test_invalid_arguments_name_the_bad_value():
 
 @pytest.mark.parametrize("module, arxiv", [(stochastic_depth, "1603.09382"), (fractalnet, "1605.07648"),
                                            (ror, "1608.02908")])
-def test_training_preset_is_data_citing_the_paper(module, arxiv):
-    preset = module.training_preset(next(iter(module.VARIANTS)))
-    assert preset == module.TRAINING_PRESET
+def test_training_preset_is_registered_data_citing_the_paper(module, arxiv):
+    for name in module.VARIANTS:
+        assert keras_zoo.model_info(name).training_preset == module.TRAINING_PRESET
+    preset = module.TRAINING_PRESET
     assert preset["optimizer"] == "momentum" and preset["momentum"] == 0.9
     schedule = preset["lr_schedule"]
     assert len(schedule["rates"]) == len(schedule["boundaries_epochs"]) + 1
     assert schedule["rates"][0] == preset["learning_rate"]
     assert preset["epochs"] > max(schedule["boundaries_epochs"])
     assert arxiv in preset["source"]
-    with pytest.raises(ValueError, match="variant_name"):
-        module.training_preset("resnet50")
 
 
 @pytest.mark.parametrize("name", ["stochastic_depth_resnet110", "fractalnet20_cifar10"])

@@ -5,7 +5,7 @@
 """
 from absl import flags
 
-from training.loop import TrainConfig
+from training.loop import PRESETS, TrainConfig
 from training.strategy import STRATEGIES
 from training.tasks import all_task_options
 
@@ -28,6 +28,8 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed (weights, shuffling)."
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, STRATEGIES, "Distribution strategy.")
 flags.DEFINE_integer("num_gpus", 0, "GPUs for one_device/mirrored.")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+flags.DEFINE_enum("preset", None, list(PRESETS), "paper: train with the variant's published recipe (optimizer and "
+                  "its settings, learning rate and schedule, weight decay, batch size, epochs); flags you give win.")
 flags.DEFINE_string("overrides", "{}", "Builder keyword arguments as JSON, e.g. '{\"dropout\": 0.3}'.")
 flags.DEFINE_enum("keras", None, ["2", "3"], "Keras runtime: 2 = tf_keras (needed for QAT), 3 = Keras 3. Default: "
                   "tf_keras unless TF_USE_LEGACY_KERAS=0 is set. Read before TensorFlow is imported.")

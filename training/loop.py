@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_zoo import model_info
+from keras_zoo import list_models, model_info
 from keras_zoo.backend import IS_LEGACY_KERAS, keras, keras_major_version
 from keras_zoo.data import check_dataset, load_dataset
 from training import optimizers, strategy as strategy_lib, tasks
@@ -36,6 +36,8 @@ from training import optimizers, strategy as strategy_lib, tasks
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1 << 16
 MAX_LEARNING_RATE = 10.0
+PRESETS = ("paper",)
+_PRESET_SETTINGS = ("optimizer", "learning_rate", "weight_decay", "batch_size", "epochs")
 
 
 @dataclasses.dataclass
@@ -46,6 +48,10 @@ class TrainConfig:
     ``overrides`` are builder kwargs on top of the variant's config (and its
     ``tiny`` overrides when ``tiny``). ``task_options`` are the training task's
     ``OPTIONS`` (training.tasks), e.g. ``{"teacher_dir": ..., "temperature": 4.0}``.
+    ``preset="paper"`` trains with the variant's ``ModelInfo.training_preset``: its
+    optimizer (with its settings), learning rate, weight decay, batch size and epochs
+    replace every setting left at its default (a value equal to the default counts as
+    not given), and its learning-rate schedule is used.
     """
 
     model: str
@@ -65,6 +71,7 @@ class TrainConfig:
     tpu_address: str | None = None
     data_dir: str | None = None
     task_options: dict = dataclasses.field(default_factory=dict)
+    preset: str | None = None
     verbose: int | str = "auto"
 
 
@@ -112,6 +119,13 @@ def validate(config):
         raise ValueError(f"overrides must be a dict of builder keyword arguments. "
                          f"Received: overrides={config.overrides!r}")
     info = model_info(config.model)
+    if config.preset is not None:
+        if config.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS} or None. Received: preset={config.preset!r}")
+        if not info.training_preset:
+            with_preset = [n for n in list_models() if model_info(n).training_preset]
+            raise ValueError(f"Model {config.model!r} has no paper training preset; drop --preset, or pick one of "
+                             f"{with_preset}. Received: preset={config.preset!r}")
     if not isinstance(config.task_options, dict):
         raise ValueError(f"task_options must be a dict. Received: task_options={config.task_options!r}")
     tasks.get_task(info.task, config.task_options)
@@ -133,6 +147,38 @@ def validate(config):
         raise ValueError(f"Model {config.model!r} has no default dataset; pass --dataset. Received: dataset=None")
     check_dataset(config.dataset, config.data_dir)
     return info
+
+
+def apply_preset(config, info):
+    """Fills the settings left at their defaults from the variant's paper recipe.
+
+    Returns:
+        ``(config, optimizer_settings, lr_schedule)``: the updated config, the
+        preset's settings of the chosen optimizer (none when ``--optimizer``
+        overrides the preset's), and the preset's ``lr_schedule`` (or None).
+    """
+    if config.preset is None:
+        return config, {}, None
+    recipe = info.training_preset
+    defaults = TrainConfig(model="")
+    config = dataclasses.replace(config)
+    for key in _PRESET_SETTINGS:
+        if recipe.get(key) is not None and getattr(config, key) == getattr(defaults, key):
+            setattr(config, key, recipe[key])
+    settings = {}
+    if config.optimizer == recipe.get("optimizer"):
+        settings = {k: recipe[k] for k in optimizers.optimizer_params(config.optimizer) if k in recipe}
+    return config, settings, recipe.get("lr_schedule")
+
+
+def _steps_per_epoch(config, train):
+    if config.steps_per_epoch:
+        return config.steps_per_epoch
+    steps = int(train.cardinality())
+    if steps < 1:
+        raise ValueError("The paper's learning-rate schedule counts epochs in steps, and this dataset's size is "
+                         "unknown; pass --steps_per_epoch. Received: steps_per_epoch=None")
+    return steps
 
 
 def _atomic_save(model, path):
@@ -284,6 +330,7 @@ def _write_outputs(write_dir, model, config, info, bundle, builder_overrides, bu
         "task": info.task,
         "keras_version": keras_major_version(),
         "training": {k: settings[k] for k in settings if k not in ("model", "dataset", "tiny", "overrides")},
+        "preset_recipe": info.training_preset if config.preset else None,
         "replicas": replicas,
         "vocab_file": "vocab.txt" if bundle.vocab else None,
         "labels_file": "labels.txt" if bundle.labels else None,
@@ -322,6 +369,7 @@ def train_and_evaluate(config, model_dir):
     """
     config = as_config(config)
     info = validate(config)
+    config, optimizer_settings, lr_schedule = apply_preset(config, info)
     if not model_dir:
         raise ValueError("model_dir is required: pass --model_dir=DIR. Received: model_dir=''")
 
@@ -354,7 +402,12 @@ def train_and_evaluate(config, model_dir):
     with strategy.scope():
         model = info.builder(**builder_config)
         fit_model = task.prepare(model, builder_config)
-        optimizer = optimizers.create_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
+        learning_rate = config.learning_rate
+        if lr_schedule:
+            learning_rate = optimizers.learning_rate_schedule(learning_rate, lr_schedule,
+                                                              _steps_per_epoch(config, bundle.train), config.epochs)
+        optimizer = optimizers.create_optimizer(config.optimizer, learning_rate, config.weight_decay,
+                                                **optimizer_settings)
         task.compile(fit_model, optimizer, builder_config)
 
     train, validation, test = bundle.train, bundle.validation, bundle.test

@@ -1,4 +1,10 @@
-"""Optimizers by name. ``@register_optimizer(name)`` adds one: a factory of (learning_rate, weight_decay)."""
+"""Optimizers by name, and the learning-rate schedules of the papers' training presets.
+
+``@register_optimizer(name)`` adds one: a factory of ``(learning_rate, weight_decay,
+**params)`` where ``params`` are optimizer settings a preset may give (e.g. momentum).
+"""
+import inspect
+
 from keras_zoo.backend import keras
 
 _OPTIMIZERS = {}
@@ -24,10 +30,58 @@ def check_optimizer(name):
                          f"Received: optimizer={name!r}")
 
 
-def create_optimizer(name, learning_rate, weight_decay=0.0):
-    """Builds optimizer ``name``; build it inside ``strategy.scope()``."""
+def optimizer_params(name):
+    """The settings optimizer ``name`` takes besides learning rate and weight decay."""
     check_optimizer(name)
-    return _OPTIMIZERS[name](learning_rate, weight_decay or None)
+    return list(inspect.signature(_OPTIMIZERS[name]).parameters)[2:]
+
+
+def create_optimizer(name, learning_rate, weight_decay=0.0, **params):
+    """Builds optimizer ``name``; build it inside ``strategy.scope()``.
+
+    Args:
+        name: a registered optimizer name.
+        learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
+        weight_decay: decoupled weight decay (0: none).
+        **params: settings of that optimizer (``optimizer_params(name)``).
+    """
+    unknown = sorted(set(params) - set(optimizer_params(name)))
+    if unknown:
+        raise ValueError(f"Optimizer {name!r} takes {optimizer_params(name) or 'no settings'} besides the learning "
+                         f"rate and weight decay. Received: {unknown}")
+    return _OPTIMIZERS[name](learning_rate, weight_decay or None, **params)
+
+
+def learning_rate_schedule(learning_rate, lr_schedule, steps_per_epoch, epochs):
+    """A Keras schedule from a preset's ``lr_schedule`` dict, in epochs, starting at ``learning_rate``.
+
+    Forms:
+        ``{"boundaries_epochs": (...), "rates": (...)}``: piecewise constant; the rates
+            are scaled so that the first equals ``learning_rate``.
+        ``{"polynomial_power": p, "end_learning_rate": e}``: polynomial decay over all ``epochs``.
+        ``{"exponential_decay_rate": r, "decay_every_epochs": n}``: times ``r`` every ``n`` epochs.
+    """
+    if not lr_schedule:
+        return learning_rate
+    if steps_per_epoch < 1:
+        raise ValueError(f"A learning-rate schedule needs the steps per epoch. Received: {steps_per_epoch}")
+    schedules = keras.optimizers.schedules
+    if "boundaries_epochs" in lr_schedule:
+        rates = lr_schedule["rates"]
+        scale = learning_rate / rates[0]
+        return schedules.PiecewiseConstantDecay(
+            boundaries=[int(e * steps_per_epoch) for e in lr_schedule["boundaries_epochs"]],
+            values=[float(r * scale) for r in rates])
+    if "polynomial_power" in lr_schedule:
+        return schedules.PolynomialDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch),
+                                         end_learning_rate=lr_schedule["end_learning_rate"],
+                                         power=lr_schedule["polynomial_power"])
+    if "exponential_decay_rate" in lr_schedule:
+        return schedules.ExponentialDecay(learning_rate,
+                                          decay_steps=int(lr_schedule["decay_every_epochs"] * steps_per_epoch),
+                                          decay_rate=lr_schedule["exponential_decay_rate"], staircase=True)
+    raise ValueError(f"Unknown lr_schedule form; use boundaries_epochs/rates, polynomial_power/end_learning_rate "
+                     f"or exponential_decay_rate/decay_every_epochs. Received: {lr_schedule}")
 
 
 @register_optimizer("sgd")
@@ -36,8 +90,8 @@ def _sgd(learning_rate, weight_decay):
 
 
 @register_optimizer("momentum")
-def _momentum(learning_rate, weight_decay):
-    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
+def _momentum(learning_rate, weight_decay, momentum=0.9, nesterov=True):
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                                 weight_decay=weight_decay)
 
 
@@ -53,8 +107,8 @@ def _adamw(learning_rate, weight_decay):
 
 
 @register_optimizer("rmsprop")
-def _rmsprop(learning_rate, weight_decay):
-    return keras.optimizers.RMSprop(learning_rate=learning_rate, weight_decay=weight_decay)
+def _rmsprop(learning_rate, weight_decay, rho=0.9, epsilon=1e-7):
+    return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=rho, epsilon=epsilon, weight_decay=weight_decay)
 
 
 @register_optimizer("eve")

@@ -43,7 +43,8 @@ def config_from_flags():
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, validation_steps=FLAGS.validation_steps,
         batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
         weight_decay=FLAGS.weight_decay, seed=FLAGS.seed, strategy=FLAGS.strategy, num_gpus=FLAGS.num_gpus,
-        tpu_address=FLAGS.tpu, data_dir=FLAGS.data_dir, task_options=_flags.task_options_from_flags(FLAGS))
+        tpu_address=FLAGS.tpu, data_dir=FLAGS.data_dir, task_options=_flags.task_options_from_flags(FLAGS),
+        preset=FLAGS.preset)
 
 
 def main(argv):

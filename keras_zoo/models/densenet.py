@@ -180,6 +180,23 @@ def _cifar(depth, growth_rate, params_m):
     )
 
 
+# The paper's schedule (Sec. 4.2): SGD with Nesterov momentum 0.9, weight decay 1e-4, lr 0.1
+# divided by 10 at 50% and 75% of 300 epochs (CIFAR, batch 64) or at epochs 30 and 60 of 90
+# (ImageNet, batch 256).
+TRAINING_PRESETS = {
+    "cifar": dict(
+        optimizer="momentum", nesterov=True, learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+        batch_size=64, epochs=300, lr_schedule=dict(boundaries_epochs=(150, 225), rates=(0.1, 0.01, 0.001)),
+        source="Huang et al. 2016 (arXiv:1608.06993), Sec. 4.2",
+    ),
+    "imagenet": dict(
+        optimizer="momentum", nesterov=True, learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+        batch_size=256, epochs=90, lr_schedule=dict(boundaries_epochs=(30, 60), rates=(0.1, 0.01, 0.001)),
+        source="Huang et al. 2016 (arXiv:1608.06993), Sec. 4.2",
+    ),
+}
+
+
 VARIANTS = {
     "densenet121": _imagenet((6, 12, 24, 16), 8_062_504),
     "densenet169": _imagenet((6, 12, 32, 32), 14_307_880),
@@ -190,6 +207,7 @@ VARIANTS = {
 }
 for _name, _variant in VARIANTS.items():
     _variant["config"]["name"] = _name
+    _variant["training_preset"] = TRAINING_PRESETS[_variant["config"].get("stem", "imagenet")]
 
 
 
@@ -211,27 +229,6 @@ def DenseNet201(**kwargs):
 def DenseNetBC100(**kwargs):
     """DenseNet-BC (L=100, k=12) for 32x32 images (Table 2); takes DenseNet's keywords."""
     return DenseNet(**{**VARIANTS["densenet_bc_100_k12"]["config"], **kwargs})
-
-
-TRAINING_PRESETS = {
-    "cifar": dict(
-        optimizer="momentum", nesterov=True, learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
-        batch_size=64, epochs=300, lr_schedule=dict(boundaries_epochs=(150, 225), rates=(0.1, 0.01, 0.001)),
-    ),
-    "imagenet": dict(
-        optimizer="momentum", nesterov=True, learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
-        batch_size=256, epochs=90, lr_schedule=dict(boundaries_epochs=(30, 60), rates=(0.1, 0.01, 0.001)),
-    ),
-}
-
-
-def training_preset(variant_name):
-    """The paper's schedule (Sec. 4.2) for ``variant_name``: SGD with Nesterov momentum
-    0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75% of 300 epochs (CIFAR,
-    batch 64) or at epochs 30 and 60 of 90 (ImageNet, batch 256)."""
-    if variant_name not in VARIANTS:
-        raise ValueError(f"`variant_name` must be one of {sorted(VARIANTS)}. Received: {variant_name!r}")
-    return TRAINING_PRESETS[VARIANTS[variant_name]["config"].get("stem", "imagenet")]
 
 
 register_family(

@@ -154,14 +154,8 @@ VARIANTS = {
 TRAINING_PRESET = dict(
     optimizer="rmsprop", learning_rate=0.045, rho=0.9, epsilon=1.0, weight_decay=4e-5,
     lr_schedule=dict(exponential_decay_rate=0.94, decay_every_epochs=2),
+    source="Howard et al. 2017 (arXiv:1704.04861), Sec. 4; Szegedy et al. (arXiv:1512.00567), Sec. 8",
 )
-
-
-def training_preset(variant_name):
-    """The training schedule of a MobileNet variant (``TRAINING_PRESET``)."""
-    if variant_name not in VARIANTS:
-        raise ValueError(f"`variant_name` must be one of {sorted(VARIANTS)}. Received: {variant_name!r}")
-    return TRAINING_PRESET
 
 
 register_family(
@@ -172,4 +166,5 @@ register_family(
     input_spec=imagenet_utils.image_input_spec(224),
     default_dataset="digits",
     export={"tflite": True, "edgetpu": True},
+    training_preset=TRAINING_PRESET,
 )

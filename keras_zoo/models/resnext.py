@@ -144,6 +144,25 @@ def ResNeXt(
     )
 
 
+TRAINING_PRESETS = {
+    # Sec. 4: SGD, batch 256, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 three
+    # times with ResNet's schedule as implemented in fb.resnet.torch (epochs 30, 60, 80 of 90;
+    # Nesterov momentum, as fb.resnet.torch's train.lua).
+    "imagenet": dict(
+        optimizer="momentum", nesterov=True, learning_rate=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
+        epochs=90, lr_schedule=dict(boundaries_epochs=(30, 60, 80), rates=(0.1, 0.01, 0.001, 0.0001)),
+        source="Xie et al. 2016 (arXiv:1611.05431), Sec. 4; fb.resnet.torch",
+    ),
+    # Sec. 5.3: batch 128, weight decay 5e-4, momentum 0.9, lr 0.1 divided by 10 at epochs
+    # 150 and 225 of 300.
+    "cifar": dict(
+        optimizer="momentum", nesterov=True, learning_rate=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128,
+        epochs=300, lr_schedule=dict(boundaries_epochs=(150, 225), rates=(0.1, 0.01, 0.001)),
+        source="Xie et al. 2016 (arXiv:1611.05431), Sec. 5.3",
+    ),
+}
+
+
 TINY = dict(cardinality=4, group_width=2, stem_filters=8, filters=16)
 
 VARIANTS = {
@@ -154,6 +173,7 @@ VARIANTS = {
             "torchvision resnext50_32x4d: trainable weights (Keras count_params() adds BN moving statistics)",
         ),
         tiny=dict(blocks=(1, 1, 1, 1), input_shape=(32, 32, 3), classes=10, **TINY),
+        training_preset=TRAINING_PRESETS["imagenet"],
     ),
     "resnext29_8x64d": dict(
         config=dict(blocks=(3, 3, 3), cardinality=8, group_width=64, stem="cifar", classes=10,
@@ -161,6 +181,7 @@ VARIANTS = {
         reference_params=(34_400_000, "paper Table 7 (rounded to 0.1M): trainable weights"),
         tiny=dict(blocks=(1, 1, 1), **TINY),
         input_spec=imagenet_utils.image_input_spec(32),
+        training_preset=TRAINING_PRESETS["cifar"],
     ),
     "resnext29_16x64d": dict(
         config=dict(blocks=(3, 3, 3), cardinality=16, group_width=64, stem="cifar", classes=10,
@@ -168,6 +189,7 @@ VARIANTS = {
         reference_params=(68_100_000, "paper Table 7 (rounded to 0.1M): trainable weights"),
         tiny=dict(blocks=(1, 1, 1), **TINY),
         input_spec=imagenet_utils.image_input_spec(32),
+        training_preset=TRAINING_PRESETS["cifar"],
     ),
 }
 
@@ -181,29 +203,6 @@ def ResNeXt50(**kwargs):
 def ResNeXt29(**kwargs):
     """ResNeXt-29 (8x64d) for 32x32 images, Sec. 5.3; takes ResNeXt's keywords."""
     return ResNeXt(**{**VARIANTS["resnext29_8x64d"]["config"], **kwargs})
-
-
-TRAINING_PRESETS = {
-    # Sec. 4: SGD, batch 256, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 three
-    # times with ResNet's schedule as implemented in fb.resnet.torch (epochs 30, 60, 80 of 90).
-    "imagenet": dict(
-        optimizer="momentum", learning_rate=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
-        epochs=90, lr_schedule=dict(boundaries_epochs=(30, 60, 80), rates=(0.1, 0.01, 0.001, 0.0001)),
-    ),
-    # Sec. 5.3: batch 128, weight decay 5e-4, momentum 0.9, lr 0.1 divided by 10 at epochs
-    # 150 and 225 of 300.
-    "cifar": dict(
-        optimizer="momentum", learning_rate=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128,
-        epochs=300, lr_schedule=dict(boundaries_epochs=(150, 225), rates=(0.1, 0.01, 0.001)),
-    ),
-}
-
-
-def training_preset(variant_name):
-    """The paper's training schedule for ``variant_name`` (ImageNet or CIFAR preset)."""
-    if variant_name not in VARIANTS:
-        raise ValueError(f"`variant_name` must be one of {sorted(VARIANTS)}. Received: {variant_name!r}")
-    return TRAINING_PRESETS[VARIANTS[variant_name]["config"].get("stem", "imagenet")]
 
 
 register_family(

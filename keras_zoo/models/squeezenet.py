@@ -180,16 +180,10 @@ def SqueezeNet1_1(**kwargs):
 # 0.9, weight decay 2e-4, lr 0.04 decayed linearly ("poly", power 1) to 0 over 170k
 # iterations of batch 512 (about 68 ImageNet epochs).
 TRAINING_PRESET = dict(
-    optimizer="momentum", learning_rate=0.04, momentum=0.9, weight_decay=2e-4, batch_size=512,
+    optimizer="momentum", learning_rate=0.04, momentum=0.9, nesterov=False, weight_decay=2e-4, batch_size=512,
     epochs=68, lr_schedule=dict(polynomial_power=1.0, end_learning_rate=0.0),
+    source="Iandola et al. 2016 (arXiv:1602.07360), Sec. 4; DeepScale/SqueezeNet solver.prototxt",
 )
-
-
-def training_preset(variant_name):
-    """The training schedule of a SqueezeNet variant (``TRAINING_PRESET``)."""
-    if variant_name not in VARIANTS:
-        raise ValueError(f"`variant_name` must be one of {sorted(VARIANTS)}. Received: {variant_name!r}")
-    return TRAINING_PRESET
 
 
 register_family(
@@ -200,4 +194,5 @@ register_family(
     input_spec=imagenet_utils.image_input_spec(224),
     default_dataset="digits",
     export={"tflite": True, "edgetpu": True},
+    training_preset=TRAINING_PRESET,
 )

@@ -165,13 +165,6 @@ VARIANTS = {
 }
 
 
-def training_preset(variant_name):
-    """The paper's CIFAR training schedule (``TRAINING_PRESET``) for ``variant_name``."""
-    if variant_name not in VARIANTS:
-        raise ValueError(f"`variant_name` must be one of {sorted(VARIANTS)}. Received: {variant_name!r}")
-    return dict(TRAINING_PRESET)
-
-
 register_family(
     StochasticDepthResNet,
     VARIANTS,
@@ -180,4 +173,5 @@ register_family(
     input_spec=image_input_spec(32),
     default_dataset="digits",
     export={"tflite": True, "edgetpu": True},
+    training_preset=TRAINING_PRESET,
 )
