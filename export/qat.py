@@ -145,6 +145,58 @@ def quantize_model(model, preserve_sparsity=False):
     return qat_model, coverage
 
 
+#: Suffixes of the quantizer range variables that watch activations (not weights).
+_ACTIVATION_RANGES = ("output", "post_activation", "quantize_layer")
+
+
+def calibrate_ranges(qat_model, float_model, batches):
+    """Starts every activation range of ``qat_model`` at the min/max its float tensor takes on ``batches``.
+
+    tfmot's moving-average quantizers start at [-6, 6] and move with decay 0.999, so a
+    fine-tune of a few hundred steps keeps ranges far wider (or narrower) than the
+    tensors: a QRNN LM lost 0.3 bits/char that way against post-training quantization.
+    The float twin of a wrapped layer has its name; a QuantizeLayer watches its input.
+
+    Returns the names of the range variables set.
+    """
+    floats = {layer.name: layer for layer in float_model.layers}
+    targets = []  # (min_var, max_var, float tensor)
+    for layer in qat_model.layers:
+        if isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2):
+            source = floats.get(layer.layer.name)
+        elif type(layer).__name__ == "QuantizeLayer":
+            inbound = layer.inbound_nodes[0].inbound_layers
+            source = floats.get(getattr(inbound, "name", None))
+        else:
+            continue
+        if source is None or isinstance(source.output, (list, tuple)):
+            continue
+        ranges = {}
+        for weight in layer.non_trainable_weights:
+            base = weight.name.split("/")[-1].split(":")[0]
+            for suffix in _ACTIVATION_RANGES:
+                for end in ("_min", "_max"):
+                    if base == suffix + end:
+                        ranges[end] = weight
+        if len(ranges) == 2:
+            targets.append((ranges["_min"], ranges["_max"], source.output))
+    if not targets:
+        return []
+    probe = keras.Model(float_model.inputs, [t for _, _, t in targets])
+    low = [np.inf] * len(targets)
+    high = [-np.inf] * len(targets)
+    for inputs, _ in batches:
+        values = probe(inputs, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for i, value in enumerate(values):
+            low[i] = min(low[i], float(np.min(value)))
+            high[i] = max(high[i], float(np.max(value)))
+    for (min_var, max_var, _), lo, hi in zip(targets, low, high):
+        min_var.assign(min(lo, 0.0))
+        max_var.assign(max(hi, 0.0))
+    return [min_var.name for min_var, _, _ in targets]
+
+
 def copy_weights_by_name(source, target):
     """Copies weights (quantizer ranges included) between layers of the same name and shapes.
 

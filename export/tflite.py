@@ -46,6 +46,8 @@ flags.DEFINE_integer("num_verify", 100, "Held-out examples used to verify the .t
 flags.DEFINE_integer("batch_size", 32, "Batch size of the data used for fine-tuning.")
 
 NUM_REPRESENTATIVE = 100
+#: Training batches that set the QAT activation ranges before the fine-tune (qat.calibrate_ranges).
+CALIBRATION_BATCHES = 20
 FAILED_TAG = "FAILED_VERIFICATION"
 
 
@@ -373,8 +375,10 @@ def export_model(model_dir=None, model_name=None, *, tiny=False, quantization="i
     convert_model = export_float
     if quantization == "qat":
         qat_model, coverage = qat.quantize_model(float_model, preserve_sparsity=prune is not None)
+        calibrated = qat.calibrate_ranges(qat_model, float_model, data.train.take(CALIBRATION_BATCHES))
         loss = qat.fine_tune(qat_model, data.train, source.task, qat_epochs, steps_per_epoch, learning_rate)
-        report["qat"] = {"coverage": coverage, "epochs": qat_epochs, "final_train_loss": loss}
+        report["qat"] = {"coverage": coverage, "epochs": qat_epochs, "final_train_loss": loss,
+                         "ranges_calibrated": len(calibrated)}
         convert_model = qat_model
         if step_graph:
             # Fine-tuned on sequences; the single-step twin takes its weights and ranges by layer name.
