@@ -34,6 +34,8 @@ TASKS = (
     "meta_optimizer",
     "nas",
     "representation",
+    "word2vec",
+    "dialogue",
     "segmentation",
     "detection",
 )
