@@ -25,6 +25,7 @@ TASKS = (
     "seq2seq",
     "image_generation",
     "gan",
+    "video_generation",
     "image_to_image",
     "video_prediction",
     "audio_generation",

@@ -3,6 +3,10 @@
 - ``image_generation`` models (PixelCNN family): ancestral sampling, one PNG grid
   ``DIR/samples/samples.png`` (class-conditional models: labels cycle 0, 1, ...
   unless ``--label`` is given).
+- ``gan`` models (DCGAN): ``--num`` images from z ~ U(-1, 1), one PNG grid
+  ``DIR/samples/samples.png``.
+- ``image_to_image`` models (pix2pix): the first ``--num`` test pairs of the run's
+  dataset, one PNG grid ``DIR/samples/samples.png`` with rows input | generated | target.
 - ``audio_generation`` models (WaveNet): cached generation (arXiv:1611.09482) of
   ``--length`` samples each, written as 16-bit WAV files ``DIR/samples/sample_000.wav`` ...
 
@@ -83,12 +87,15 @@ def _labels(num, classes, label):
     return np.full(num, label) if label is not None else np.arange(num) % classes
 
 
-def image_grid(images, path, cell=64):
-    """Saves ``(N, H, W, C)`` images in [0, 1] as one PNG grid, each image scaled up to ``cell`` pixels."""
+def image_grid(images, path, cell=64, columns=None):
+    """Saves ``(N, H, W, C)`` images in [0, 1] as one PNG grid, each image scaled up to ``cell`` pixels.
+
+    ``columns`` defaults to a square grid.
+    """
     from PIL import Image
 
     num, height, width, channels = images.shape
-    columns = int(np.ceil(np.sqrt(num)))
+    columns = columns or int(np.ceil(np.sqrt(num)))
     rows = int(np.ceil(num / columns))
     scale = max(1, cell // max(height, width))
     pad = 2
@@ -118,6 +125,12 @@ def write_samples(model_dir, num=16, output_dir=None, seed=0, temperature=1.0, l
         labels = _labels(num, config.get("num_classes"), label)
         images = sample_images(model, num, seed=seed, temperature=temperature, labels=labels)
         return [image_grid(images, os.path.join(output_dir, "samples.png"))]
+    if info.task == "gan":
+        from training.tasks_gan import write_gan_samples
+
+        return [write_gan_samples(model, os.path.join(output_dir, "samples.png"), num=num, seed=seed)]
+    if info.task == "image_to_image":
+        return [_translation_samples(run, info, config, model, num, os.path.join(output_dir, "samples.png"))]
     if info.task == "audio_generation":
         from keras_zoo.data.audio import SAMPLE_RATE, mu_law_decode, write_wav
         from keras_zoo.models.wavenet import generate
@@ -138,8 +151,23 @@ def write_samples(model_dir, num=16, output_dir=None, seed=0, temperature=1.0, l
         audio = np.asarray(mu_law_decode(ids, config.get("quantization", 256)))
         return [write_wav(os.path.join(output_dir, f"sample_{i:03d}.wav"), clip, rate)
                 for i, clip in enumerate(audio)]
-    raise ValueError(f"training.sample writes samples of image_generation and audio_generation models. "
+    raise ValueError(f"training.sample writes samples of image_generation, gan, image_to_image and "
+                     f"audio_generation models. "
                      f"Received: model {run['model']!r} with task {info.task!r}")
+
+
+def _translation_samples(run, info, config, model, num, path):
+    """Translates the first ``num`` test inputs of the run's dataset (data_dir from the run's settings)."""
+    from keras_zoo.data import load_dataset
+    from training.tasks_gan import write_translation_grid
+
+    bundle = load_dataset(run["dataset"], task=info.task, input_specs=info.inputs_for(config), batch_size=1,
+                          data_dir=run.get("training", {}).get("data_dir"))
+    pairs = list(bundle.test.unbatch().take(num).as_numpy_iterator())
+    if not pairs:
+        raise ValueError(f"The test split of {run['dataset']!r} is empty. Received: --num={num}")
+    inputs, targets = (np.stack(part) for part in zip(*pairs))
+    return write_translation_grid(model, inputs, targets, path)
 
 
 def main(argv):
