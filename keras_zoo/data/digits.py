@@ -32,10 +32,11 @@ def load_digits(_, *, task, input_specs, batch_size, seed, data_dir):
     For ``image_generation`` the batches are the same (image, label) pairs, and the
     data fixes no builder argument (generative models have no ``classes``). For
     ``gan`` the model's input is its noise vector, so the images stay 8x8x1 and the
-    GAN trainer resizes them to the generator's output.
+    GAN trainer resizes them to the generator's output. For ``nas`` the model is the
+    controller, and the search builds child networks for the 8x8x1 images.
     """
-    require_task("digits", task, ("image_classification", "image_generation", "gan"))
-    shape = (8, 8, 1) if task == "gan" else image_shape("digits", input_specs)
+    require_task("digits", task, ("image_classification", "image_generation", "gan", "nas"))
+    shape = (8, 8, 1) if task in ("gan", "nas") else image_shape("digits", input_specs)
     arrays = _stratified_split()
     splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
     batched = batch_splits("digits", splits, batch_size, seed,
