@@ -5,12 +5,14 @@ variants (``DenseNet121`` …) are the registry's configs. ``QRNN`` is the QRNN
 language model of arXiv:1611.01576; the layer is ``keras_zoo.layers.qrnn.QRNN``.
 """
 from keras_zoo.models.alphago import AlphaGoPolicy, AlphaGoValue, AlphaGoZero
+from keras_zoo.models.binarynet import BinaryNet, XNORNet
 from keras_zoo.models.bytenet import ByteNetLM, ByteNetTranslation
 from keras_zoo.models.dcgan import DCGAN, DCGANDiscriminator
 from keras_zoo.models.densenet import DenseNet, DenseNet121, DenseNet169, DenseNet201, DenseNetBC100
 from keras_zoo.models.dnc import DNC
 from keras_zoo.models.fractalnet import FractalNet
 from keras_zoo.models.mobilenet import MobileNet
+from keras_zoo.models.nas import NASController
 from keras_zoo.models.pix2pix import PatchGANDiscriminator, Pix2PixGenerator
 from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM
 from keras_zoo.models.qrnn import QRNNClassifier, QRNNLanguageModel
@@ -26,10 +28,10 @@ from keras_zoo.models.wavenet import WaveNet
 QRNN = QRNNLanguageModel
 
 __all__ = [
-    "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "ByteNetLM", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
+    "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
     "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FractalNet",
-    "GatedPixelCNN", "MobileNet", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "QRNN", "QRNNClassifier",
+    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
-    "StochasticDepthResNet", "Transformer", "WaveNet",
+    "StochasticDepthResNet", "Transformer", "WaveNet", "XNORNet",
 ]

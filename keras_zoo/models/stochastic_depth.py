@@ -16,8 +16,19 @@ active and unscaled at inference (see ``keras_zoo.layers.stochastic_depth``).
 
 Departure: convolutions have no bias. The Torch code gives them one, but each
 is followed by BatchNorm, which cancels it.
+
+``binarize=True`` makes it an XNOR-Net ResNet (Rastegari et al., 2016,
+arXiv:1603.05279, Sec. 4, which binarizes ResNet-18 the same way): the stem
+convolution and the classifier stay real; every residual branch becomes two
+XNOR blocks (Fig. 3: BN, sign, binary 3x3 convolution with per-channel
+``alpha`` and the activation scale ``K``), and the ReLUs go, since ``sign`` is
+the nonlinearity and would map every ReLU output to +1. A BN and ReLU precede
+the classifier, as before XNOR-Net AlexNet's real last layer. A strided binary
+convolution pads inside the convolution ("same", bottom/right), because a
+zero padded before ``sign`` would read as +1.
 """
 from keras_zoo.backend import keras
+from keras_zoo.layers.binary import BinaryConv2D, ClipWeights
 from keras_zoo.layers.imagenet_utils import (
     check_classifier_args,
     classification_head,
@@ -76,11 +87,26 @@ def residual_drop_block(x, filters, stride, survival_probability, drop_mode, nam
     return keras.layers.ReLU(name=name + "_out")(x)
 
 
+def binary_residual_drop_block(x, filters, stride, survival_probability, drop_mode, name):
+    """The residual branch as two XNOR-Net blocks (BN, sign, binary conv with alpha and K), no ReLU."""
+    shortcut = option_a_shortcut(x, filters, stride, name=name + "_0")
+    y = x
+    for index, conv_stride in ((1, stride), (2, 1)):
+        y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+                                            name=f"{name}_{index}_bn")(y)
+        y = BinaryConv2D(filters, 3, strides=conv_stride, padding="same", use_bias=False, scale="channel",
+                         activation_scale=True, kernel_constraint=ClipWeights(1.0),
+                         name=f"{name}_{index}_conv")(y)
+    y = StochasticDepth(survival_probability, mode=drop_mode, name=name + "_drop_path")(y)
+    return keras.layers.Add(name=name + "_add")([shortcut, y])
+
+
 def StochasticDepthResNet(
     blocks_per_stage=18,
     filters=(16, 32, 64),
     final_survival_probability=0.5,
     drop_mode="sample",
+    binarize=False,
     *,
     include_top=True,
     weights=None,
@@ -102,6 +128,8 @@ def StochasticDepthResNet(
         final_survival_probability: ``p_L`` of the linear decay rule; 1 turns
             stochastic depth off (a plain ResNet).
         drop_mode: ``"sample"`` (per example) or ``"batch"`` (per mini-batch).
+        binarize: XNOR-Net residual branches (binary weights and activations;
+            see the module docstring); the stem and classifier stay real.
         include_top: whether to end in the ``predictions`` Dense layer.
         weights: None or the path of a local weights file.
         input_tensor: optional Keras tensor to build on.
@@ -119,6 +147,9 @@ def StochasticDepthResNet(
     _check_stages(blocks_per_stage, filters, name)
     if drop_mode not in DROP_MODES:
         raise ValueError(f"`drop_mode` must be one of {DROP_MODES}. Received: drop_mode={drop_mode!r}")
+    if not isinstance(binarize, bool):
+        raise ValueError(f"{name}: `binarize` must be True or False. Received: binarize={binarize!r}")
+    block_fn = binary_residual_drop_block if binarize else residual_drop_block
     survival = linear_survival_probabilities(blocks_per_stage * len(filters), final_survival_probability)
 
     inputs, x = resolve_image_input(input_shape, input_tensor, default_size=32,
@@ -131,9 +162,12 @@ def StochasticDepthResNet(
     for stage, width in enumerate(filters):
         for block in range(blocks_per_stage):
             stride = 2 if stage > 0 and block == 0 else 1
-            x = residual_drop_block(x, width, stride, survival[stage * blocks_per_stage + block], drop_mode,
-                                    name=f"conv{stage + 2}_block{block + 1}")
+            x = block_fn(x, width, stride, survival[stage * blocks_per_stage + block], drop_mode,
+                         name=f"conv{stage + 2}_block{block + 1}")
         stages.append(x)
+    if binarize:
+        x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="post_bn")(x)
+        x = keras.layers.ReLU(name="post_relu")(x)
     x = classification_head(x, include_top, pooling, classes, classifier_activation)
     return finish_model(inputs, x, name, weights=weights, features=stages, features_only=features_only,
                         out_indices=out_indices)
