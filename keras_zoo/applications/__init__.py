@@ -5,6 +5,7 @@ variants (``DenseNet121`` …) are the registry's configs. ``QRNN`` is the QRNN
 language model of arXiv:1611.01576; the layer is ``keras_zoo.layers.qrnn.QRNN``.
 """
 from keras_zoo.models.alphago import AlphaGoPolicy, AlphaGoValue, AlphaGoZero
+from keras_zoo.models.autoencoder import VAE, ConvAutoencoder
 from keras_zoo.models.binarynet import BinaryNet, XNORNet
 from keras_zoo.models.bytenet import ByteNetLM, ByteNetTranslation
 from keras_zoo.models.dcgan import DCGAN, DCGANDiscriminator
@@ -15,23 +16,26 @@ from keras_zoo.models.mobilenet import MobileNet
 from keras_zoo.models.nas import NASController
 from keras_zoo.models.pix2pix import PatchGANDiscriminator, Pix2PixGenerator
 from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM
+from keras_zoo.models.prednet import PredNet
 from keras_zoo.models.qrnn import QRNNClassifier, QRNNLanguageModel
 from keras_zoo.models.resnext import ResNeXt, ResNeXt29, ResNeXt50
 from keras_zoo.models.rnn import RNNClassifier, RNNLanguageModel
 from keras_zoo.models.ror import RoR
 from keras_zoo.models.seq2seq import Seq2SeqAttention
+from keras_zoo.models.ssd import SSDMobileNet
 from keras_zoo.models.squeezenet import SqueezeNet, SqueezeNet1_0, SqueezeNet1_1
 from keras_zoo.models.stochastic_depth import StochasticDepthResNet
 from keras_zoo.models.transformer import Transformer
+from keras_zoo.models.videogan import VideoGAN
 from keras_zoo.models.wavenet import WaveNet
 
 QRNN = QRNNLanguageModel
 
 __all__ = [
-    "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
+    "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ConvAutoencoder", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
     "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FractalNet",
-    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "QRNN", "QRNNClassifier",
+    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
-    "RoR", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
-    "StochasticDepthResNet", "Transformer", "WaveNet", "XNORNet",
+    "RoR", "SSDMobileNet", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
+    "StochasticDepthResNet", "Transformer", "VAE", "VideoGAN", "WaveNet", "XNORNet",
 ]

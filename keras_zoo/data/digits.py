@@ -29,13 +29,13 @@ def _stratified_split():
 def load_digits(_, *, task, input_specs, batch_size, seed, data_dir):
     """70/15/15 stratified split; pixels scaled from 0..16 to [0, 1] and resized to the model's input.
 
-    For ``image_generation`` the batches are the same (image, label) pairs, and the
+    For ``image_generation`` and ``representation`` (autoencoders) the batches are the same (image, label) pairs, and the
     data fixes no builder argument (generative models have no ``classes``). For
     ``gan`` the model's input is its noise vector, so the images stay 8x8x1 and the
     GAN trainer resizes them to the generator's output. For ``nas`` the model is the
     controller, and the search builds child networks for the 8x8x1 images.
     """
-    require_task("digits", task, ("image_classification", "image_generation", "gan", "nas"))
+    require_task("digits", task, ("image_classification", "image_generation", "gan", "nas", "representation"))
     shape = (8, 8, 1) if task in ("gan", "nas") else image_shape("digits", input_specs)
     arrays = _stratified_split()
     splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}

@@ -2,8 +2,10 @@
 
 - ``language``: bits per token and perplexity of next-token predictions.
 - ``bleu``: corpus BLEU (Papineni et al. 2002) on whitespace-tokenized text.
+- ``detection``: box IoU, VOC mAP@0.5 and COCO mAP@[.5:.95].
 """
 from keras_zoo.metrics.bleu import corpus_bleu
+from keras_zoo.metrics.detection import box_iou, coco_map, detection_metrics, voc_map
 from keras_zoo.metrics.language import BitsPerToken, Perplexity
 
-__all__ = ["BitsPerToken", "Perplexity", "corpus_bleu"]
+__all__ = ["BitsPerToken", "Perplexity", "box_iou", "coco_map", "corpus_bleu", "detection_metrics", "voc_map"]
