@@ -23,6 +23,7 @@ from keras_zoo.models.rnn import RNNClassifier, RNNLanguageModel
 from keras_zoo.models.ror import RoR
 from keras_zoo.models.seq2seq import Seq2SeqAttention
 from keras_zoo.models.ssd import SSDMobileNet
+from keras_zoo.models.segmentation import FCN, UNet
 from keras_zoo.models.squeezenet import SqueezeNet, SqueezeNet1_0, SqueezeNet1_1
 from keras_zoo.models.stochastic_depth import StochasticDepthResNet
 from keras_zoo.models.transformer import Transformer
@@ -33,9 +34,9 @@ QRNN = QRNNLanguageModel
 
 __all__ = [
     "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ConvAutoencoder", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
-    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FractalNet",
+    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet",
     "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
-    "StochasticDepthResNet", "Transformer", "VAE", "VideoGAN", "WaveNet", "XNORNet",
+    "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "XNORNet",
 ]
