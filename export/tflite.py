@@ -344,6 +344,14 @@ def export_model(model_dir=None, model_name=None, *, tiny=False, quantization="i
     elif model_dir is not None and os.path.exists(os.path.join(model_dir, "config.json")):
         _check_exportable(keras_zoo.model_info(_read_config(model_dir)["model"]), quantization, edgetpu_check)
     source, data, data_note = _load_source(model_dir, model_name, tiny, model, task, data, batch_size)
+    if source.task == "detection":
+        # Detectors end in TFLite_Detection_PostProcess (boxes, classes, scores, count), verified by mAP.
+        from export import detection
+
+        return detection.export_detection(source.model, source.config, data,
+                                          output or _default_output(source, quantization),
+                                          quantization=quantization, num_verify=num_verify,
+                                          labels=getattr(data, "labels", None), log=log)
     needs_training = quantization == "qat" or prune is not None
     if needs_training:
         qat.loss_for_task(source.task)  # fails early for tasks without a fine-tuning loss
