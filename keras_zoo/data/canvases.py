@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_zoo.data._base import (DatasetBundle, adapt_images, batch_splits, image_shape, register_dataset,
                                   require_task)
+from keras_zoo.data.digits import digits_by_split, upsample
 from keras_zoo.metrics.segmentation import confusion_matrix, mean_iou
 
 #: Upsampled pixels at or above this intensity (in [0, 1]) are ink: they get a mask label and bound the box.
@@ -31,29 +32,6 @@ MAX_IOU = 0.1
 _MAX_ATTEMPTS = 50
 #: Digit side as fractions of the canvas side (16..24 px on a 64 px canvas).
 _MIN_SCALE, _MAX_SCALE = 0.25, 0.375
-
-
-@functools.lru_cache(maxsize=1)
-def _digits_by_split():
-    from sklearn.datasets import load_digits
-
-    from keras_zoo.data.digits import split_indices
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype("float32")
-    labels = digits.target.astype("int32")
-    return {split: (images[i], labels[i]) for split, i in split_indices(labels).items()}
-
-
-def _upsample(image, side):
-    """Bilinear resize of a square image to (side, side), half-pixel centres (as tf.image.resize)."""
-    size = image.shape[0]
-    coords = np.clip((np.arange(side) + 0.5) * size / side - 0.5, 0, size - 1)
-    low = np.floor(coords).astype(int)
-    high = np.minimum(low + 1, size - 1)
-    frac = (coords - low).astype("float32")
-    rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
-    return rows[:, low] * (1 - frac)[None, :] + rows[:, high] * frac[None, :]
 
 
 def _iou(box, others):
@@ -102,7 +80,7 @@ def make_canvases(num, split, canvas_size=64, max_digits=3, seed=0):
                          f"Received: canvas_size={canvas_size!r}")
     if not isinstance(max_digits, (int, np.integer)) or max_digits < 1:
         raise ValueError(f"max_digits must be a positive integer. Received: max_digits={max_digits!r}")
-    source_images, source_labels = _digits_by_split()[split]
+    source_images, source_labels = digits_by_split()[split]
     # The split enters the seed so that the three splits draw independent layouts.
     rng = np.random.default_rng([int(seed), zlib.crc32(split.encode()), int(canvas_size), int(max_digits)])
     min_side = max(8, round(_MIN_SCALE * canvas_size))
@@ -118,7 +96,7 @@ def make_canvases(num, split, canvas_size=64, max_digits=3, seed=0):
         for _ in range(int(rng.integers(1, max_digits + 1))):
             index = int(rng.integers(len(source_labels)))
             side = int(rng.integers(min_side, max_side + 1))
-            digit = _upsample(source_images[index], side)
+            digit = upsample(source_images[index][None], side)[0]
             ink = digit >= INK_THRESHOLD
             rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
             if not len(rows):

@@ -1,4 +1,6 @@
 """scikit-learn's bundled handwritten digits (UCI optdigits test set: 1,797 8x8 images)."""
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -14,6 +16,32 @@ def split_indices(labels):
     train, rest = train_test_split(index, test_size=0.3, stratify=labels, random_state=SPLIT_SEED)
     validation, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=SPLIT_SEED)
     return {"train": train, "validation": validation, "test": test}
+
+
+@functools.lru_cache(maxsize=1)
+def digits_by_split():
+    """``{split: (images (N, 8, 8) float32 in [0, 1], labels)}`` over the fixed split of ``split_indices``.
+
+    Datasets built from digits (canvases, moving digits) draw held-out examples only from
+    the held-out digits.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype("float32")
+    labels = digits.target.astype("int32")
+    return {split: (images[i], labels[i]) for split, i in split_indices(labels).items()}
+
+
+def upsample(images, side):
+    """Bilinear resize of square images (N, S, S) to (N, side, side), half-pixel centres (as tf.image.resize)."""
+    size = images.shape[-1]
+    coords = np.clip((np.arange(side) + 0.5) * size / side - 0.5, 0, size - 1)
+    low = np.floor(coords).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    frac = (coords - low).astype("float32")
+    rows = images[:, low] * (1 - frac)[:, None] + images[:, high] * frac[:, None]
+    return rows[:, :, low] * (1 - frac) + rows[:, :, high] * frac
 
 
 def _stratified_split():

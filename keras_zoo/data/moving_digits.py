@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_zoo.data._base import SPLIT_SEED, SPLITS, DatasetBundle, batch_splits, register_dataset, require_task
+from keras_zoo.data.digits import digits_by_split, upsample
 
 DIGITS_PER_CLIP = 2
 #: Digit side as a fraction of the canvas side (MNIST's 28 px on Moving MNIST's 64 px).
@@ -35,29 +36,6 @@ SPEED_RANGE = (0.04, 0.08)
 SPLIT_SIZES = {"train": 2048, "validation": 256, "test": 256}
 _SPLIT_BYTES = 160 * 2**20
 TASKS = ("video_prediction", "gan", "video_generation")
-
-
-@functools.lru_cache(maxsize=1)
-def _digits_by_split():
-    from sklearn.datasets import load_digits
-
-    from keras_zoo.data.digits import split_indices
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype("float32")
-    labels = digits.target.astype("int32")
-    return {split: (images[i], labels[i]) for split, i in split_indices(labels).items()}
-
-
-def upsample(images, side):
-    """Bilinear resize of square images (N, S, S) to (N, side, side), half-pixel centres (as tf.image.resize)."""
-    size = images.shape[-1]
-    coords = np.clip((np.arange(side) + 0.5) * size / side - 0.5, 0, size - 1)
-    low = np.floor(coords).astype(int)
-    high = np.minimum(low + 1, size - 1)
-    frac = (coords - low).astype("float32")
-    rows = images[:, low] * (1 - frac)[:, None] + images[:, high] * frac[:, None]
-    return rows[:, :, low] * (1 - frac) + rows[:, :, high] * frac
 
 
 def _bounce(position, velocity, limit):
@@ -85,7 +63,7 @@ def trajectory(frames, limit_y, limit_x, speed, rng):
 
 @functools.lru_cache(maxsize=8)
 def _upsampled(split, side):
-    images, labels = _digits_by_split()[split]
+    images, labels = digits_by_split()[split]
     return upsample(images, side), labels
 
 
