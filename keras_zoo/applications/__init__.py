@@ -29,6 +29,7 @@ from keras_zoo.models.stochastic_depth import StochasticDepthResNet
 from keras_zoo.models.transformer import Transformer
 from keras_zoo.models.videogan import VideoGAN
 from keras_zoo.models.wavenet import WaveNet
+from keras_zoo.models.word2vec import Word2Vec
 
 QRNN = QRNNLanguageModel
 
@@ -38,5 +39,5 @@ __all__ = [
     "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
-    "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "XNORNet",
+    "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
 ]
