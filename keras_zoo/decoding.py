@@ -202,3 +202,69 @@ def compiled_inference(model):
     """``model(inputs, training=False)`` as a ``tf.function``: decoding calls a model once
     per step, and eager Keras calls dominate the time otherwise."""
     return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+
+def step_graph_fn(step_call, num_context):
+    """A ``step_fn`` for a single-step decoder graph with explicit state.
+
+    The graph maps ``[token (N, 1), *context, *states]`` to ``[logits (N, vocab),
+    *new_states, attention (N, source_len)]``: ``context`` are per-hypothesis arrays that
+    stay fixed while decoding (the encoder memory, its padding mask, encoder summaries),
+    ``states`` the recurrent state. The search state is ``[*context, *states]``; the
+    attention probabilities are passed on for GNMT's coverage penalty.
+
+    Args:
+        step_call: ``list of arrays -> list of outputs``, e.g. ``compiled_inference(step)``.
+        num_context: how many leading state arrays are context.
+    """
+
+    def step_fn(tokens, state):
+        context, states = state[:num_context], state[num_context:]
+        logits, *rest = step_call([np.asarray(tokens, np.int32)[:, None], *context, *states])
+        logits = np.asarray(logits, dtype=np.float64)
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        new_states, attention = rest[:-1], rest[-1]
+        return log_probs, [*context, *(np.asarray(s) for s in new_states)], np.asarray(attention)
+
+    return step_fn
+
+
+class StepGraphDecoder:
+    """Greedy and beam search with an encoder graph and a single-step decoder graph.
+
+    Args:
+        encoder: ``keras.Model`` mapping source ids (B, S) to the initial search state
+            ``[*context, *states]`` (see ``step_graph_fn``).
+        step: the single-step ``keras.Model``.
+        num_context: leading encoder outputs that are context.
+        start_id, end_id: start- and end-of-sequence ids.
+        mask_index: index of the source padding mask in the context (used by the
+            coverage penalty), or None.
+    """
+
+    def __init__(self, encoder, step, num_context, start_id, end_id, mask_index=None):
+        self.encoder, self.step = encoder, step
+        self.start_id, self.end_id, self.mask_index = start_id, end_id, mask_index
+        self._encoder_fn = compiled_inference(encoder)
+        self.step_fn = step_graph_fn(compiled_inference(step), num_context)
+
+    def initial_state(self, source_ids):
+        outputs = self._encoder_fn(np.asarray(source_ids, np.int32))
+        return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+
+    def greedy(self, source_ids, max_length):
+        """(B, L) tokens and (B,) log-probabilities for a batch of sources."""
+        state = self.initial_state(source_ids)
+        start = np.full(len(state[0]), self.start_id, np.int32)
+        return greedy_search(self.step_fn, state, start, self.end_id, max_length)
+
+    def beam(self, source_ids, beam_width, max_length, length_penalty=0.0, coverage_penalty=0.0):
+        """GNMT-scored beam search for each source row; the hypotheses per row, best first."""
+        results = []
+        for row in np.asarray(source_ids, np.int32):
+            state = self.initial_state(row[None])
+            mask = None if self.mask_index is None else state[self.mask_index][0]
+            results.append(beam_search(self.step_fn, state, self.start_id, self.end_id, beam_width,
+                                       max_length, length_penalty, coverage_penalty, source_mask=mask))
+        return results

@@ -12,12 +12,14 @@ from keras_zoo.models.dcgan import DCGAN, DCGANDiscriminator
 from keras_zoo.models.densenet import DenseNet, DenseNet121, DenseNet169, DenseNet201, DenseNetBC100
 from keras_zoo.models.dnc import DNC
 from keras_zoo.models.fractalnet import FractalNet
+from keras_zoo.models.gnmt import GNMT
 from keras_zoo.models.mobilenet import MobileNet
 from keras_zoo.models.nas import NASController
 from keras_zoo.models.pix2pix import PatchGANDiscriminator, Pix2PixGenerator
 from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM
 from keras_zoo.models.prednet import PredNet
 from keras_zoo.models.qrnn import QRNNClassifier, QRNNLanguageModel
+from keras_zoo.models.qrnn_seq2seq import QRNNSeq2Seq
 from keras_zoo.models.resnext import ResNeXt, ResNeXt29, ResNeXt50
 from keras_zoo.models.rnn import RNNClassifier, RNNLanguageModel
 from keras_zoo.models.ror import RoR
@@ -35,9 +37,9 @@ QRNN = QRNNLanguageModel
 
 __all__ = [
     "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ConvAutoencoder", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
-    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet",
+    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT",
     "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PredNet", "QRNN", "QRNNClassifier",
-    "QRNNLanguageModel", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
+    "QRNNLanguageModel", "QRNNSeq2Seq", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
     "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
 ]
