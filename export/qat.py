@@ -70,6 +70,8 @@ class KernelQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 #: states (a list) gets no output quantizer: tfmot quantizes single outputs only.
 QUANTIZE_CONFIGS = {
     "QRNN": lambda layer: KernelQuantizeConfig(weight_attrs=("kernel",), quantize_output=not layer.return_state),
+    # clip(x, -1, 1) of BinaryNet's real-valued twin: nothing to quantize but its output.
+    "HardTanh": lambda layer: KernelQuantizeConfig(weight_attrs=(), quantize_output=True),
 }
 
 

@@ -35,3 +35,13 @@ def test_calibrated_ranges_are_the_float_extremes_and_bring_qat_outputs_to_float
     # At [-6, 6] every 8-bit step (0.047) is wider than these untrained logits (|z| < 0.01).
     assert before > 0.5 * np.abs(logits).max()
     assert after < before / 5
+
+
+def test_binarynet_float_twin_quantizes_its_hard_tanh_activations():
+    """BinaryNet's real-valued twin (the compression report's float row) goes through QAT,
+    with and without pruning preserved: HardTanh gets an output quantizer."""
+    model = keras_zoo.create_model("binarynet_cifar", tiny=True, binarize=False)
+    for preserve_sparsity in (False, True):
+        _, coverage = qat.quantize_model(model, preserve_sparsity=preserve_sparsity)
+        hard_tanh = [layer.name for layer in model.layers if type(layer).__name__ == "HardTanh"]
+        assert hard_tanh and set(hard_tanh) <= set(coverage["custom_quantized"])
