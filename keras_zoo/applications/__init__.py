@@ -13,9 +13,11 @@ from keras_zoo.models.densenet import DenseNet, DenseNet121, DenseNet169, DenseN
 from keras_zoo.models.dnc import DNC
 from keras_zoo.models.fractalnet import FractalNet
 from keras_zoo.models.gnmt import GNMT
+from keras_zoo.models.lightrnn import LightRNNLanguageModel
 from keras_zoo.models.mobilenet import MobileNet
 from keras_zoo.models.nas import NASController
 from keras_zoo.models.pix2pix import PatchGANDiscriminator, Pix2PixGenerator
+from keras_zoo.models.pointer_sentinel import PointerSentinelLM
 from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM
 from keras_zoo.models.prednet import PredNet
 from keras_zoo.models.qrnn import QRNNClassifier, QRNNLanguageModel
@@ -37,8 +39,8 @@ QRNN = QRNNLanguageModel
 
 __all__ = [
     "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ConvAutoencoder", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
-    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT",
-    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PredNet", "QRNN", "QRNNClassifier",
+    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT", "LightRNNLanguageModel",
+    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PointerSentinelLM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "QRNNSeq2Seq", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
     "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
