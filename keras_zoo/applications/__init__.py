@@ -28,6 +28,7 @@ from keras_zoo.models.ror import RoR
 from keras_zoo.models.seq2seq import Seq2SeqAttention
 from keras_zoo.models.ssd import SSDMobileNet
 from keras_zoo.models.segmentation import FCN, UNet
+from keras_zoo.models.soundnet import SoundNet
 from keras_zoo.models.squeezenet import SqueezeNet, SqueezeNet1_0, SqueezeNet1_1
 from keras_zoo.models.stochastic_depth import StochasticDepthResNet
 from keras_zoo.models.transformer import Transformer
@@ -42,6 +43,6 @@ __all__ = [
     "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT", "LightRNNLanguageModel",
     "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PointerSentinelLM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "QRNNSeq2Seq", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
-    "RoR", "SSDMobileNet", "Seq2SeqAttention", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
+    "RoR", "SSDMobileNet", "Seq2SeqAttention", "SoundNet", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
     "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
 ]
