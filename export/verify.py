@@ -95,8 +95,15 @@ def _as_list(outputs):
 
 
 def _labels(targets, outputs):
-    """Sparse integer labels shaped like ``outputs`` without its class axis."""
-    return np.concatenate([np.ravel(t) for t in targets]).reshape(outputs.shape[:-1])
+    """Sparse integer labels shaped like ``outputs`` without its class axis, or None when the
+    targets are something else (e.g. SoundNet's teacher distributions per head)."""
+    try:
+        labels = np.concatenate([np.ravel(np.asarray(t)) for t in targets])
+    except ValueError:
+        return None
+    if labels.size != int(np.prod(outputs.shape[:-1])) or not np.array_equal(labels, np.round(labels)):
+        return None
+    return labels.reshape(outputs.shape[:-1])
 
 
 def _bits_per_token(logits, targets):
@@ -157,8 +164,11 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
         else:
             result["notes"] = [f"only {int(decisive.sum())} examples have a clear top-1 (outputs too flat, "
                                f"untrained model?): top-1 agreement not judged"]
-    if targets is not None and task in CLASSIFIER_TASKS + LANGUAGE_MODEL_TASKS:
-        labels = _labels(targets, keras_out)
+    labels = _labels(targets, keras_out) if targets is not None else None
+    if targets is not None and labels is None:
+        result.setdefault("notes", []).append("targets are not sparse labels of the first output: "
+                                              "no accuracy or bits/token against them")
+    if labels is not None and task in CLASSIFIER_TASKS + LANGUAGE_MODEL_TASKS:
         if task in CLASSIFIER_TASKS:
             result["keras_accuracy"] = float(np.mean(keras_out.argmax(-1) == labels))
             result["tflite_accuracy"] = float(np.mean(lite_out.argmax(-1) == labels))
