@@ -165,6 +165,7 @@ def _run(model, model_dir, **settings):
     return train_and_evaluate(config, str(model_dir))
 
 
+@pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_distillation_end_to_end_saves_the_plain_student(tmp_path):
     teacher_dir = tmp_path / "teacher"
     _run("squeezenet1_1", teacher_dir, overrides={"stem_filters": 24})

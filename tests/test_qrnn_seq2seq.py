@@ -180,6 +180,7 @@ def test_paper_size_count_by_hand():
 
 
 @BOTH
+@pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_tiny_training_run_then_greedy_and_beam_decoding(tmp_path):
     from training.loop import train_and_evaluate
 

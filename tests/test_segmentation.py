@@ -285,6 +285,7 @@ def test_precise_batch_norm_averages_per_batch_statistics():
 
 
 @both
+@pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_one_tiny_epoch_writes_miou_and_overlays(small_canvas_splits, tmp_path):
     config = {"model": "unet_mobilenet", "tiny": True, "epochs": 1, "steps_per_epoch": 2, "validation_steps": 1,
               "batch_size": 8, "verbose": 0, "task_options": {"seg_class_weights": "median_frequency", "seg_precise_bn_batches": 2}}

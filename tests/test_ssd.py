@@ -365,6 +365,7 @@ def test_voc_xml_folder(tmp_path):
 
 # --- training and export --------------------------------------------------------------------------
 
+@pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_tiny_training_run(small_canvases, tmp_path):
     from training.loop import train_and_evaluate
 

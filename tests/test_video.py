@@ -203,6 +203,7 @@ def test_bad_prednet_arguments_are_rejected():
         pn.PredNet(input_shape=(4, 16, 16, 1), stack_sizes=(1, 4), r_stack_sizes=(1, 4), recurrent_activation="relu")
 
 
+@pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_prednet_trains_through_the_shared_loop(tmp_path):
     from keras_zoo.data import load_dataset
     from training.loop import train_and_evaluate
@@ -317,6 +318,7 @@ def test_bad_videogan_arguments_are_rejected():
         VideoGAN(frames=24, size=48)
 
 
+@pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_videogan_trains_through_the_shared_loop(tmp_path):
     from training.loop import train_and_evaluate
 
