@@ -10,11 +10,14 @@ on PATH. Sources:
   supported operations. The compiler cuts the graph once: from the first op it cannot
   map, that op and every op after it run on the CPU.
 - the same page, "Supported operations" (per-op limitations, encoded in ``_OP_RULES``).
-- op versions: compiler 16.0.384591198 links a TF Lite op resolver of the TF 2.5/2.6
-  era and rejects newer kernel versions ("Didn't find op for builtin opcode 'CONV_2D'
-  version '6'", google-coral/edgetpu#631; TRANSPOSE_CONV version 4, #845).
-  ``MAX_OP_VERSIONS`` holds that resolver's maxima; only the two cited entries are
-  confirmed against the compiler itself.
+- op versions: compiler 16.0.384591198 parses the .tflite with a TF Lite op resolver of
+  the TF 2.5 era. A builtin op newer than that resolver, or of a newer version, makes the
+  whole model unparsable ("Didn't find op for builtin opcode 'CONV_2D' version '6'";
+  nothing is compiled), whatever device the op itself would run on.
+  ``RESOLVER_MAX_VERSIONS`` holds the maxima of TF Lite's ``BuiltinOpResolver``
+  (tensorflow/lite/kernels/register.cc) as of TF 2.5. It agrees with every rejection
+  reported against compiler 16: CONV_2D v6 (google-coral/edgetpu#631), TRANSPOSE_CONV v4
+  (#845), QUANTIZE v3 (#879) and EXP v2 (google-coral/libedgetpu#71).
 """
 import os
 import shutil
@@ -22,21 +25,56 @@ import subprocess
 import tempfile
 
 import numpy as np
+from ai_edge_litert import schema_py_generated as schema
 
 from export.convert import read_graph
 
 COMPILER_VERSION = "16.0"
 
-MAX_OP_VERSIONS = {
-    "ADD": 4, "SUB": 5, "MUL": 4, "MAXIMUM": 4, "MINIMUM": 4, "LOGISTIC": 3, "RELU": 2,
-    "RELU6": 2, "RELU_N1_TO_1": 1, "TANH": 3, "AVERAGE_POOL_2D": 3, "MAX_POOL_2D": 3,
-    "CONCATENATION": 3, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6, "FULLY_CONNECTED": 9,
-    "L2_NORMALIZATION": 2, "MEAN": 3, "SUM": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "PAD": 2,
-    "PACK": 3, "PRELU": 1, "QUANTIZE": 2, "RESHAPE": 1, "RESIZE_BILINEAR": 3,
-    "RESIZE_NEAREST_NEIGHBOR": 3, "RSQRT": 2, "SLICE": 4, "SOFTMAX": 3, "SPACE_TO_DEPTH": 2,
-    "SPLIT": 4, "SQUARED_DIFFERENCE": 2, "SQUEEZE": 1, "STRIDED_SLICE": 5, "TRANSPOSE": 5,
-    "TRANSPOSE_CONV": 3, "EXPAND_DIMS": 1, "LSTM": 4, "UNIDIRECTIONAL_SEQUENCE_LSTM": 3,
+# Builtin op -> newest version the compiler's resolver registers; ops not listed here are
+# registered at version 1 only (RESOLVER_VERSION_1_OPS) or not at all.
+RESOLVER_MAX_VERSIONS = {
+    "ABS": 3, "RELU": 3, "RELU6": 3, "TANH": 3, "LOGISTIC": 3, "AVERAGE_POOL_2D": 3,
+    "MAX_POOL_2D": 3, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6, "SVDF": 4, "RNN": 3,
+    "BIDIRECTIONAL_SEQUENCE_RNN": 3, "UNIDIRECTIONAL_SEQUENCE_RNN": 3, "EMBEDDING_LOOKUP": 3,
+    "FULLY_CONNECTED": 9, "SOFTMAX": 3, "CONCATENATION": 3, "ADD": 3, "SPACE_TO_BATCH_ND": 3,
+    "BATCH_TO_SPACE_ND": 3, "MUL": 4, "L2_NORMALIZATION": 2, "LSTM": 4,
+    "BIDIRECTIONAL_SEQUENCE_LSTM": 3, "UNIDIRECTIONAL_SEQUENCE_LSTM": 3, "PAD": 3, "PADV2": 3,
+    "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4, "SPACE_TO_DEPTH": 2, "DEPTH_TO_SPACE": 2,
+    "GATHER": 5, "TRANSPOSE": 5, "MEAN": 3, "DIV": 2, "SUB": 5, "SPLIT": 4, "SPLIT_V": 2,
+    "SQUEEZE": 2, "STRIDED_SLICE": 5, "TOPK_V2": 2, "LOG_SOFTMAX": 2, "DEQUANTIZE": 4,
+    "MAXIMUM": 4, "MINIMUM": 4, "ARG_MAX": 2, "ARG_MIN": 2, "GREATER": 2, "GREATER_EQUAL": 2,
+    "LESS": 2, "LESS_EQUAL": 2, "SELECT": 2, "SLICE": 5, "TRANSPOSE_CONV": 3, "TILE": 2,
+    "SUM": 2, "REDUCE_MAX": 3, "REDUCE_MIN": 3, "SPARSE_TO_DENSE": 3, "EQUAL": 3,
+    "NOT_EQUAL": 3, "RSQRT": 2, "FAKE_QUANT": 2, "PACK": 3, "UNPACK": 4, "FLOOR_DIV": 2,
+    "LEAKY_RELU": 2, "SQUARED_DIFFERENCE": 2, "FILL": 3, "MIRROR_PAD": 2, "REVERSE_V2": 3,
+    "GATHER_ND": 3, "QUANTIZE": 2, "BATCH_MATMUL": 4, "BROADCAST_TO": 3,
 }
+RESOLVER_VERSION_1_OPS = frozenset({
+    "HARD_SWISH", "RELU_N1_TO_1", "L2_POOL_2D", "EMBEDDING_LOOKUP_SPARSE", "LSH_PROJECTION",
+    "HASHTABLE_LOOKUP", "LOCAL_RESPONSE_NORMALIZATION", "RESHAPE", "SKIP_GRAM", "EXP", "LOG",
+    "CAST", "PRELU", "FLOOR", "CEIL", "ROUND", "NEG", "SELECT_V2", "SIN", "COS", "REDUCE_PROD",
+    "REDUCE_ANY", "EXPAND_DIMS", "SQRT", "SHAPE", "RANK", "POW", "ONE_HOT", "LOGICAL_OR",
+    "LOGICAL_AND", "LOGICAL_NOT", "SQUARE", "ZEROS_LIKE", "FLOOR_MOD", "RANGE", "UNIQUE",
+    "ADD_N", "WHERE", "ELU", "REVERSE_SEQUENCE", "MATRIX_DIAG", "MATRIX_SET_DIAG", "IF", "WHILE",
+    "NON_MAX_SUPPRESSION_V4", "NON_MAX_SUPPRESSION_V5", "SCATTER_ND", "DENSIFY", "SEGMENT_SUM",
+    "CUMSUM", "CALL_ONCE", "RFFT2D", "CONV_3D", "IMAG", "REAL", "COMPLEX_ABS", "HASHTABLE",
+    "HASHTABLE_FIND", "HASHTABLE_IMPORT", "HASHTABLE_SIZE",
+})
+_BUILTIN_OP_NAMES = frozenset(name for name in vars(schema.BuiltinOperator) if not name.startswith("_"))
+
+
+def parse_problem(op):
+    """Why compiler 16 could not even parse a model containing ``op`` (None if it can)."""
+    if op.name not in _BUILTIN_OP_NAMES:
+        return None  # a custom op (e.g. TFLite_Detection_PostProcess): left to the CPU
+    newest = 1 if op.name in RESOLVER_VERSION_1_OPS else RESOLVER_MAX_VERSIONS.get(op.name)
+    if newest is None:
+        return f"{op.name} is newer than the op resolver of edgetpu_compiler {COMPILER_VERSION} (TF 2.5)"
+    if op.version > newest:
+        return f"{op.name} version {op.version} > {newest}, the newest edgetpu_compiler {COMPILER_VERSION} parses"
+    return None
+
 
 def _non_unit_dims(shape):
     return [d for d in shape if d != 1]
@@ -187,11 +225,7 @@ def check_op(op):
     """The reasons ``op`` cannot be mapped to the Edge TPU (empty if it can)."""
     if op.name not in _OP_RULES:
         return [f"{op.name} is not in the Edge TPU supported-operations table"]
-    problems = []
-    if op.version > MAX_OP_VERSIONS[op.name]:
-        problems.append(f"op version {op.version} > {MAX_OP_VERSIONS[op.name]}, the newest compiler "
-                        f"{COMPILER_VERSION} accepts")
-    problems += _OP_RULES[op.name](op)
+    problems = _OP_RULES[op.name](op)
     problems += _tensor_problems(op)
     return problems
 
@@ -209,6 +243,19 @@ def check(tflite_content):
             "runs_on": "cpu" if first_cpu is not None else "edgetpu", "problems": problems,
         })
     model_problems = []
+    unparsable = [(op, problem) for op in graph.ops for problem in [parse_problem(op)] if problem]
+    if unparsable:
+        # The compiler stops at parsing: no op of the model reaches the Edge TPU.
+        op, problem = unparsable[0]
+        model_problems.append(f"edgetpu_compiler {COMPILER_VERSION} cannot parse the model: "
+                              + "; ".join(p for _, p in unparsable))
+        first_cpu = {"index": op.index, "op": op.name, "problems": [problem]}
+        too_new = {op.index: problem for op, problem in unparsable}
+        for row in rows:
+            row["runs_on"] = "cpu"
+            if row["index"] in too_new:
+                row["problems"].append(too_new[row["index"]])
+                row["supported"] = False
     if graph.num_subgraphs > 1:
         model_problems.append(f"{graph.num_subgraphs} subgraphs (the compiler maps only one)")
     mapped = sum(row["runs_on"] == "edgetpu" for row in rows)

@@ -150,15 +150,38 @@ def _op_code(model, name):
     return next(c for c in model.operatorCodes if max(c.builtinCode, c.deprecatedBuiltinCode) == code)
 
 
-def test_op_versions_newer_than_compiler_16_accepts_are_rejected(good_int8):
+def test_an_op_version_newer_than_compiler_16_parses_makes_the_whole_model_unparsable(good_int8):
     assert edgetpu.check(good_int8)["ready"]  # the converter here emits CONV_2D v3
 
     def bump(model):
         _op_code(model, "CONV_2D").version = 6  # google-coral/edgetpu#631
 
     report = edgetpu.check(_repacked(good_int8, bump))
+    assert not report["ready"] and report["mapped_ops"] == 0
     assert report["first_cpu_op"]["op"] == "CONV_2D"
-    assert report["first_cpu_op"]["problems"] == ["op version 6 > 5, the newest compiler 16.0 accepts"]
+    assert report["first_cpu_op"]["problems"] == ["CONV_2D version 6 > 5, the newest edgetpu_compiler 16.0 parses"]
+    assert "cannot parse the model" in report["model_problems"][0]
+
+
+def test_a_too_new_version_of_an_op_the_tpu_never_runs_still_blocks_parsing(good_int8):
+    def bump(model):
+        # Softmax runs on the TPU at v3 or lower; v4 did not exist in the compiler's resolver. The
+        # same rule rejects e.g. EXP v2 (google-coral/libedgetpu#71) in models whose EXP runs on CPU.
+        _op_code(model, "SOFTMAX").version = 4
+
+    report = edgetpu.check(_repacked(good_int8, bump))
+    assert not report["ready"] and report["mapped_share"] == 0.0
+    assert any("SOFTMAX version 4 > 3" in p for p in _ops_by_name(report)["SOFTMAX"]["problems"])
+
+
+@pytest.mark.parametrize("name, version, parses", [
+    ("CONV_2D", 5, True), ("CONV_2D", 6, False), ("TRANSPOSE_CONV", 3, True), ("TRANSPOSE_CONV", 4, False),
+    ("QUANTIZE", 2, True), ("QUANTIZE", 3, False), ("EXP", 1, True), ("EXP", 2, False),
+    ("GELU", 1, False), ("TFLite_Detection_PostProcess", 1, True),
+])
+def test_parse_rule_matches_the_rejections_reported_against_compiler_16(name, version, parses):
+    op = convert.OpInfo(index=0, name=name, version=version, inputs=(), outputs=(), options=None)
+    assert (edgetpu.parse_problem(op) is None) == parses
 
 
 def test_pooling_with_a_fused_activation_is_rejected(good_int8):
