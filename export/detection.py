@@ -23,8 +23,10 @@ import gzip
 import os
 import tempfile
 
+import flatbuffers
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
 
 from export import convert, report as report_lib, verify
 from export.convert import ExportError
@@ -109,7 +111,32 @@ def convert_detector(model, anchors, quantization="int8", representative_images=
         raise ExportError(f"The converter did not fuse the post-processing function into {POSTPROCESS_OP} "
                           f"(ops: {sorted(ops)}); this TensorFlow version may not legalize "
                           f"experimental_implements. Received: TensorFlow {tf.__version__}")
-    return content
+    return outputs_in_android_order(content)
+
+
+#: Names of the post-processing op's outputs, in its (and Android's) order, as the OD API names them.
+OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+
+
+def outputs_in_android_order(content):
+    """Makes the model's outputs the post-processing op's outputs, in the op's order.
+
+    The converter orders a SavedModel's outputs by tensor name (here: classes, count, boxes,
+    scores), while Android code without metadata reads output tensor 0 as boxes, 1 as
+    classes, 2 as scores and 3 as the count. The signature keeps mapping ``output_N`` to
+    the same tensors, so signature runners are unaffected.
+    """
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    subgraph = model.subgraphs[0]
+    code = next(i for i, c in enumerate(model.operatorCodes)
+                if c.customCode is not None and bytes(c.customCode).decode() == POSTPROCESS_OP)
+    op = next(o for o in subgraph.operators if o.opcodeIndex == code)
+    subgraph.outputs = list(op.outputs)
+    for index, name in zip(op.outputs, OUTPUT_NAMES):
+        subgraph.tensors[index].name = name
+    builder = flatbuffers.Builder(len(content) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _run_converter(converter, quantization, representative_images):

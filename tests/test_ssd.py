@@ -398,6 +398,10 @@ def test_int8_export_with_detection_postprocess_op(small_canvases, tmp_path):
     assert graph.inputs[0].dtype == "int8"
     assert {op.name for op in graph.ops} <= {"CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE", "CONCATENATION", "SOFTMAX",
                                             "QUANTIZE", "DEQUANTIZE", "ADD", "MUL", "TFLite_Detection_PostProcess"}
+    # Android reads the outputs by index: boxes, classes, scores, count (the op's own order).
+    post = next(op for op in graph.ops if op.name == "TFLite_Detection_PostProcess")
+    assert [t.index for t in graph.outputs] == [t.index for t in post.outputs]
+    assert [t.name for t in graph.outputs] == list(export_detection.OUTPUT_NAMES)
     boxes, scores, classes, count = export_detection.tflite_predictor(content)(
         next(iter(bundle.test))[0].numpy()[:1])
     assert boxes.shape == (1, 10, 4) and scores.shape == (1, 10) and count.shape == (1,)
