@@ -122,7 +122,7 @@ def test_topic_classification_epoch(tmp_path):
     ({"steps_per_epoch": -1}, "steps_per_epoch must be"),
     ({"optimizer": "adamx"}, "Unknown optimizer; use one of .*adam.*Received: optimizer='adamx'"),
     ({"strategy": "horovod"}, "Unknown distribution strategy; use one of off"),
-    ({"strategy": "parameter_server"}, "use multi_worker_mirrored"),
+    ({"strategy": "parameter_server"}, "parameter_server runs under tf_keras only"),
     ({"strategy": "multi_worker_mirrored"}, "runs under tf_keras only"),
     ({"dataset": "textfile:/no/such/file.txt"}, "does not exist; pass an existing"),
     ({"dataset": "imagefolder:/no/such/dir"}, "does not exist"),

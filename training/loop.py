@@ -130,23 +130,42 @@ def validate(config):
         raise ValueError(f"task_options must be a dict. Received: task_options={config.task_options!r}")
     tasks.get_task(info.task, config.task_options)
     optimizers.check_optimizer(config.optimizer)
-    if not isinstance(config.strategy, str) or config.strategy.lower() not in strategy_lib.STRATEGIES:
-        raise ValueError(f"Unknown distribution strategy; use one of {', '.join(strategy_lib.STRATEGIES)}. "
-                         f"Received: strategy={config.strategy!r}")
-    if config.strategy.lower() == "parameter_server":
-        raise ValueError("train_and_evaluate does not support strategy=parameter_server (model.fit needs a "
-                         "coordinator and per-worker datasets); use multi_worker_mirrored. "
-                         "Received: strategy='parameter_server'")
-    if config.strategy.lower() == "multi_worker_mirrored" and not IS_LEGACY_KERAS:
+    strategy = config.strategy.lower() if isinstance(config.strategy, str) else config.strategy
+    if strategy == "parameter_server" and not IS_LEGACY_KERAS:
+        raise ValueError("strategy=parameter_server runs under tf_keras only: Keras 3.15's fit has no "
+                         "ClusterCoordinator support (it iterates the dataset on the chief, which "
+                         "ParameterServerStrategy refuses). Use the CLI's default runtime (--keras=2) or set "
+                         "TF_USE_LEGACY_KERAS=1. Received: Keras 3")
+    if strategy == "multi_worker_mirrored" and not IS_LEGACY_KERAS:
         raise ValueError("strategy=multi_worker_mirrored runs under tf_keras only: Keras 3.15's fit reduces the "
                          "first (inputs, targets) batch with strategy.reduce, which MultiWorkerMirroredStrategy "
                          "rejects. Use the CLI's default runtime (tf_keras) or set TF_USE_LEGACY_KERAS=1. "
                          "Received: Keras 3")
+    strategy_lib.check_strategy(config.strategy, config.num_gpus, config.tpu_address)
+    if strategy == "parameter_server":
+        _check_parameter_server_chief(config)
     config.dataset = config.dataset or info.default_dataset
     if not config.dataset:
         raise ValueError(f"Model {config.model!r} has no default dataset; pass --dataset. Received: dataset=None")
     check_dataset(config.dataset, config.data_dir)
     return info
+
+
+def _check_parameter_server_chief(config):
+    """train_and_evaluate is the coordinator: worker and ps tasks only serve (strategy.serve_if_cluster_task)."""
+    _, task_type, task_id = strategy_lib.parameter_server_cluster()
+    if task_type in strategy_lib.SERVING_TASKS:
+        raise ValueError(f"This process is task {task_type}:{task_id} of a parameter-server cluster: it runs a "
+                         "server, not the training loop. Start it with python -m training.train (which serves "
+                         "and blocks) or training.strategy.serve_if_cluster_task; train_and_evaluate runs on the "
+                         f"chief. Received: TF_CONFIG task type {task_type!r}")
+    if task_type != "chief":
+        raise ValueError("Under strategy=parameter_server train_and_evaluate runs on the chief task, which "
+                         "evaluates after training; a side-car evaluator task is not supported. Start only the "
+                         f"chief, worker and ps tasks. Received: TF_CONFIG task type {task_type!r}")
+    if config.verbose == 1:
+        raise ValueError("strategy=parameter_server cannot show a per-batch progress bar (tf_keras refuses "
+                         "verbose=1 with a ClusterCoordinator); pass verbose=2, 0 or 'auto'. Received: verbose=1")
 
 
 def apply_preset(config, info):
@@ -179,6 +198,17 @@ def _steps_per_epoch(config, train):
         raise ValueError("The paper's learning-rate schedule counts epochs in steps, and this dataset's size is "
                          "unknown; pass --steps_per_epoch. Received: steps_per_epoch=None")
     return steps
+
+
+def _known_steps(steps, split, flag):
+    """``steps``, or the number of batches of a finite ``split``; else a ValueError naming ``--flag``."""
+    if steps:
+        return steps
+    batches = int(split.cardinality())
+    if batches < 1:
+        raise ValueError(f"strategy=parameter_server counts every loop in steps and this dataset's size is "
+                         f"unknown; pass --{flag}. Received: {flag}=None")
+    return batches
 
 
 def _atomic_save(model, path):
@@ -247,6 +277,16 @@ class _FirstEpoch(keras.callbacks.Callback):
                 logging.info("Resumed from the backup: starting at epoch %d.", epoch + 1)
 
 
+class _EpochTerminateOnNaN(keras.callbacks.Callback):
+    """TerminateOnNaN at the end of each epoch, for strategies that allow no batch-level callbacks."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            logging.warning("Epoch %d: invalid loss %s, terminating training.", epoch + 1, loss)
+            self.model.stop_training = True
+
+
 def _backup_callback(backup_dir):
     if IS_LEGACY_KERAS:
         return keras.callbacks.BackupAndRestore(backup_dir)
@@ -254,12 +294,13 @@ def _backup_callback(backup_dir):
     return keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True)
 
 
-def _callbacks(model, write_dir, backup_dir, monitor, resuming):
+def _callbacks(model, write_dir, backup_dir, monitor, resuming, parameter_server=False):
     first_epoch = _FirstEpoch()
     # Order matters: the backup of an epoch exists before its CSV row is written.
     callbacks = [
         _backup_callback(backup_dir),
-        keras.callbacks.TerminateOnNaN(),
+        # Batch hooks cannot run under a ClusterCoordinator (tf_keras refuses them): check once per epoch there.
+        _EpochTerminateOnNaN() if parameter_server else keras.callbacks.TerminateOnNaN(),
         BestModelCheckpoint(model, os.path.join(write_dir, "best_model.keras"), monitor=monitor),
         keras.callbacks.CSVLogger(os.path.join(write_dir, "training_log.csv"), append=resuming),
         first_epoch,
@@ -314,6 +355,26 @@ def _distribute_options(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def _per_worker_start(split, steps):
+    """``split`` repeated, each parameter-server worker's copy starting at its own random batch of the first pass.
+
+    ParameterServerStrategy gives every worker the whole dataset (it does not shard input), and
+    a seeded pipeline yields the same batches in the same order on every worker; as the
+    coordinator hands each step to whichever worker is free, aligned copies would train on the
+    same batches twice. The offset comes from the worker's clock when it builds its copy (graph
+    seeds are the same on every worker); it costs reading up to one pass (or ``steps`` batches
+    when the size is unknown) once.
+    """
+    batches = int(split.cardinality())
+    batches = batches if batches > 0 else steps
+    dataset = split.repeat()
+
+    def from_offset(_):
+        return dataset.skip(tf.cast(tf.timestamp() * 1e6, tf.int64) % batches)
+
+    return tf.data.Dataset.from_tensors(np.int64(0)).flat_map(from_offset)
 
 
 def _write_outputs(write_dir, model, config, info, bundle, builder_overrides, builder_config, replicas,
@@ -381,6 +442,7 @@ def train_and_evaluate(config, model_dir):
         raise ValueError(f"batch_size is global and must be divisible by the {replicas} replicas; "
                          f"pass e.g. --batch_size={fixed}. Received: batch_size={config.batch_size}")
     multi_worker = config.strategy.lower() == "multi_worker_mirrored"
+    parameter_server = config.strategy.lower() == "parameter_server"
     task_type, task_id, is_chief = strategy_lib.worker_identity() if multi_worker else (None, 0, True)
     write_dir = model_dir if is_chief else os.path.join(model_dir, "workers", f"{task_type}_{task_id}")
     os.makedirs(write_dir, exist_ok=True)
@@ -398,6 +460,11 @@ def train_and_evaluate(config, model_dir):
                             config.overrides[key])
     builder_overrides = {**config.overrides, **bundle.model_overrides}
     builder_config.update(bundle.model_overrides)
+    if parameter_server:
+        # Each worker reads its own copy of a split for as long as the coordinator schedules steps on it:
+        # every loop is counted in steps and every split repeats (below).
+        config.steps_per_epoch = _known_steps(config.steps_per_epoch, bundle.train, "steps_per_epoch")
+        config.validation_steps = _known_steps(config.validation_steps, bundle.validation, "validation_steps")
 
     with strategy.scope():
         model = info.builder(**builder_config)
@@ -417,16 +484,19 @@ def train_and_evaluate(config, model_dir):
         validation = validation.repeat()
     if multi_worker:
         train, validation, test = map(_distribute_options, (train, validation, test))
+    test_steps = config.validation_steps
+    if test_steps is not None and int(test.cardinality()) >= 0:
+        test_steps = min(test_steps, int(test.cardinality()))
+    if parameter_server:
+        train, validation, test = (_per_worker_start(split, steps) for split, steps in (
+            (bundle.train, config.steps_per_epoch), (bundle.validation, config.validation_steps), (test, test_steps)))
 
-    callbacks, first_epoch = _callbacks(model, write_dir, backup_dir, task.monitor, resuming)
+    callbacks, first_epoch = _callbacks(model, write_dir, backup_dir, task.monitor, resuming, parameter_server)
     history = task.fit(fit_model, train, validation_data=validation, epochs=config.epochs,
                        steps_per_epoch=config.steps_per_epoch, validation_steps=config.validation_steps,
                        callbacks=callbacks, verbose=config.verbose, shuffle=False)
     if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
         os.rmdir(backup_dir)  # tf_keras deletes the checkpoint files but keeps their directory
-    test_steps = config.validation_steps
-    if test_steps is not None and int(test.cardinality()) >= 0:
-        test_steps = min(test_steps, int(test.cardinality()))
     test_metrics = task.evaluate(fit_model, test, test_steps, config.verbose)
     task_results = task.after_training(model, bundle, write_dir, builder_config) if is_chief else {}
 

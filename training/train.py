@@ -3,6 +3,10 @@
 Runs under tf_keras by default (``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow
 is imported) so that train -> QAT -> TFLite happen in one runtime; ``--keras=3``
 opts out. Console script: ``keras-zoo-train``.
+
+With ``--strategy=parameter_server`` every task of the cluster runs the same command
+with its own ``TF_CONFIG``: the ``chief`` trains (it coordinates), the ``worker`` and
+``ps`` tasks start their ``tf.distribute.Server`` and block until they are killed.
 """
 import os
 import sys
@@ -27,6 +31,7 @@ from absl import app, flags  # noqa: E402
 from keras_zoo.backend import keras_major_version  # noqa: E402
 from training import flags as _flags  # noqa: E402  (defines the flags)
 from training.loop import TrainConfig, as_config, train_and_evaluate, validate  # noqa: E402
+from training.strategy import serve_if_cluster_task  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -50,6 +55,11 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        if serve_if_cluster_task(FLAGS.strategy):  # a worker or ps task: serves until killed
+            return
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     if FLAGS.keras and int(FLAGS.keras) != keras_major_version():
         raise app.UsageError(f"--keras={FLAGS.keras} must be decided before TensorFlow is imported; "
                              f"this process already runs Keras {keras_major_version()}. Unset TF_USE_LEGACY_KERAS.")
