@@ -293,6 +293,17 @@ def test_copy_examples_replay_the_sequence_after_the_delimiter():
         assert not x[delimiter + 1:].any() and not y[:delimiter + 1].any()
 
 
+def test_copy_lengths_can_be_bounded_for_curricula_and_generalisation():
+    from keras_zoo.data.copy_task import copy_examples
+
+    _, _, weights = copy_examples(200, 3, 21, np.random.default_rng(5), min_length=4, max_length=6)
+    assert set(weights.sum(-1).astype(int)) == {4, 5, 6}
+    _, _, weights = copy_examples(10, 3, 21, np.random.default_rng(5), min_length=10, max_length=10)
+    assert (weights.sum(-1) == 10).all()
+    with pytest.raises(ValueError, match="raise time_steps to 2 \\* max_length \\+ 1"):
+        copy_examples(1, 3, 9, np.random.default_rng(5), max_length=5)
+
+
 def test_repeat_copy_examples_repeat_then_mark_the_end():
     from keras_zoo.data.copy_task import MAX_REPEATS, repeat_copy_examples
 

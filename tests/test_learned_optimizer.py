@@ -116,3 +116,50 @@ def test_config_round_trip_and_clear_errors(meta_trained, tmp_path):
     np.savez(tmp_path / "bad.npz", lstm0_kernel=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="need exactly"):
         LearnedOptimizer(weights=str(tmp_path / "bad.npz"))
+
+
+def test_training_loop_factory_trains_with_a_saved_optimizer(meta_trained):
+    from training import optimizers
+
+    optimizer = optimizers.create_optimizer(f"learned:{meta_trained['path']}", 1.0)
+    assert isinstance(optimizer, LearnedOptimizer) and optimizers.optimizer_params(
+        f"learned:{meta_trained['path']}") == []
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((32, 3)).astype("float32")
+    y = (x @ rng.standard_normal((3, 1)) - 1.0).astype("float32")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    losses = model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)) and np.all(np.diff(losses) < 0), losses
+
+
+def test_train_and_evaluate_runs_with_learned_path(meta_trained, tmp_path):
+    from training.loop import train_and_evaluate
+
+    config = dict(model="qrnn_lm_char", dataset="docstrings_char", tiny=True, epochs=2, steps_per_epoch=3,
+                  validation_steps=1, batch_size=8, learning_rate=1.0, optimizer=f"learned:{meta_trained['path']}",
+                  verbose=0)
+    result = train_and_evaluate(config, str(tmp_path / "run"))
+    losses = result["history"]["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "No learned-optimizer weights at .*tools/learned_optimizer_report.py"),
+    (b"not a zip archive at all", "Cannot read learned-optimizer weights .*LSTMOptimizerNet.save"),
+    ("wrong_arrays", "need exactly"),
+])
+def test_bad_learned_path_is_rejected_before_training(tmp_path, content, message):
+    from training.loop import train_and_evaluate
+
+    path = tmp_path / "weights.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "wrong_arrays":
+        np.savez(path, lstm0_kernel=np.zeros((22, 80)))
+    config = dict(model="qrnn_lm_char", dataset="docstrings_char", tiny=True, epochs=1, steps_per_epoch=1,
+                  optimizer=f"learned:{path}", verbose=0)
+    with pytest.raises(ValueError, match=message):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,8 @@ initialisations on the digits *test* split (meta-training sees the train split).
 The baselines' learning rates are picked per problem kind from {1e-3, 1e-2, 1e-1, 1}
 on one tuning problem (the paper tuned the baselines too). Writes
 ``loss_curves.png``, ``report.json`` and the trained weights (``quadratic.npz``,
-``mlp.npz``, loadable with ``LearnedOptimizer(weights=...)``); prints a table of
+``mlp.npz``, loadable with ``LearnedOptimizer(weights=...)`` or as the training loop's optimizer,
+``python -m training.train --optimizer=learned:DIR/mlp.npz --learning_rate=1``); prints a table of
 the mean final loss and its ratio to Adam's in the same run. The defaults took
 19 minutes on 2 CPU cores shared with a load average near 20 (most of it tracing
 and running the 20-step unrolls); use fewer ``--*_iterations`` for a quicker look.

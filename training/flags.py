@@ -22,7 +22,7 @@ flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch (default
 flags.DEFINE_integer("validation_steps", None, "Validation (and test) batches (default: whole split).")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "GLOBAL batch size, divisible by the replicas.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate.")
-flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "sgd | momentum | adam | adamw | rmsprop (or registered).")
+flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, "sgd | momentum | adam | adamw | rmsprop | eve, or learned:PATH (a meta-trained LSTM optimizer .npz; use --learning_rate=1).")
 flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "Weight decay (0: none).")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed (weights, shuffling).")
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, STRATEGIES, "Distribution strategy.")

@@ -2,12 +2,21 @@
 
 ``@register_optimizer(name)`` adds one: a factory of ``(learning_rate, weight_decay,
 **params)`` where ``params`` are optimizer settings a preset may give (e.g. momentum).
+
+``learned:PATH`` names a meta-trained LSTM optimizer (arXiv:1606.04474) saved as an
+``.npz`` by ``LSTMOptimizerNet.save`` or tools/learned_optimizer_report.py. The
+learning rate multiplies its update, so ``--learning_rate=1`` applies it as
+meta-trained. The file is read and checked by ``check_optimizer``, i.e. before any
+training work.
 """
 import inspect
+
+from absl import logging
 
 from keras_zoo.backend import keras
 
 _OPTIMIZERS = {}
+LEARNED_PREFIX = "learned:"
 
 
 def register_optimizer(name):
@@ -24,15 +33,34 @@ def list_optimizers():
     return sorted(_OPTIMIZERS)
 
 
+def _learned_path(name):
+    """The weights path of ``learned:PATH``, or None for a registered name."""
+    if isinstance(name, str) and name.startswith(LEARNED_PREFIX):
+        return name[len(LEARNED_PREFIX):]
+    return None
+
+
 def check_optimizer(name):
+    """Rejects an unknown name; for ``learned:PATH``, loads and checks the weights file."""
+    path = _learned_path(name)
+    if path is not None:
+        if not path:
+            raise ValueError("learned:PATH needs the path of an .npz written by LSTMOptimizerNet.save, e.g. "
+                             f"--optimizer=learned:/tmp/learned_optimizer_report/mlp.npz. Received: optimizer={name!r}")
+        from keras_zoo.optimizers.learned import load_weights
+
+        load_weights(path)
+        return
     if name not in _OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer; use one of {', '.join(list_optimizers())}. "
-                         f"Received: optimizer={name!r}")
+        raise ValueError(f"Unknown optimizer; use one of {', '.join(list_optimizers())} or learned:PATH (a "
+                         f"meta-trained LSTM optimizer's .npz). Received: optimizer={name!r}")
 
 
 def optimizer_params(name):
     """The settings optimizer ``name`` takes besides learning rate and weight decay."""
     check_optimizer(name)
+    if _learned_path(name) is not None:
+        return []
     return list(inspect.signature(_OPTIMIZERS[name]).parameters)[2:]
 
 
@@ -49,7 +77,20 @@ def create_optimizer(name, learning_rate, weight_decay=0.0, **params):
     if unknown:
         raise ValueError(f"Optimizer {name!r} takes {optimizer_params(name) or 'no settings'} besides the learning "
                          f"rate and weight decay. Received: {unknown}")
+    path = _learned_path(name)
+    if path is not None:
+        return _learned(path, learning_rate, weight_decay or None)
     return _OPTIMIZERS[name](learning_rate, weight_decay or None, **params)
+
+
+def _learned(path, learning_rate, weight_decay):
+    from keras_zoo.optimizers.learned import LearnedOptimizer
+
+    if isinstance(learning_rate, (int, float)) and learning_rate < 0.1:
+        logging.warning("The learned optimizer's update is multiplied by the learning rate %g, which shrinks "
+                        "the steps it was meta-trained to take; pass --learning_rate=1 to apply them as trained.",
+                        learning_rate)
+    return LearnedOptimizer(weights=path, learning_rate=learning_rate, weight_decay=weight_decay)
 
 
 def learning_rate_schedule(learning_rate, lr_schedule, steps_per_epoch, epochs):

@@ -27,16 +27,25 @@ DEFAULT_TIME_STEPS = 21
 MAX_REPEATS = 4
 
 
-def copy_examples(count, bits, time_steps, rng):
-    """``count`` copy-task examples: inputs (count, T, bits + 1), targets (count, T, bits), weights (count, T)."""
-    max_length = (time_steps - 1) // 2
-    if max_length < 1:
+def copy_examples(count, bits, time_steps, rng, min_length=1, max_length=None):
+    """``count`` copy-task examples: inputs (count, T, bits + 1), targets (count, T, bits), weights (count, T).
+
+    Sequence lengths are drawn uniformly from [min_length, max_length]; max_length
+    defaults to (T - 1) // 2, the longest sequence whose replay fits in T steps.
+    """
+    longest = (time_steps - 1) // 2
+    if longest < 1:
         raise ValueError(f"The copy task needs time_steps >= 3 (one vector, the delimiter, its replay). "
                          f"Received: time_steps={time_steps}")
+    max_length = longest if max_length is None else max_length
+    if not 1 <= min_length <= max_length <= longest:
+        raise ValueError(f"Copy lengths need 1 <= min_length <= max_length <= (time_steps - 1) // 2 = {longest}; "
+                         f"raise time_steps to 2 * max_length + 1. Received: min_length={min_length}, "
+                         f"max_length={max_length}, time_steps={time_steps}")
     inputs = np.zeros((count, time_steps, bits + 1), "float32")
     targets = np.zeros((count, time_steps, bits), "float32")
     weights = np.zeros((count, time_steps), "float32")
-    lengths = rng.integers(1, max_length + 1, size=count)
+    lengths = rng.integers(min_length, max_length + 1, size=count)
     for i, length in enumerate(lengths):
         sequence = rng.integers(0, 2, size=(length, bits)).astype("float32")
         inputs[i, :length, :bits] = sequence

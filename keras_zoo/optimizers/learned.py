@@ -20,10 +20,14 @@ of 20 sigmoid units) on minibatches of 128 of the embedded digits (the paper
 uses MNIST, Sec. 3.2).
 
 Trained weights are saved as ``.npz`` (``LSTMOptimizerNet.save``) and loaded by
-``LearnedOptimizer(weights=path)``, which keeps them and each coordinate's LSTM
+``LearnedOptimizer(weights=path)`` (the training loop's ``--optimizer=learned:PATH``;
+``load_weights`` checks a file), which keeps them and each coordinate's LSTM
 state as optimizer variables. Keras 3's and tf_keras' optimizer base classes
 differ, so ``LearnedOptimizer`` is one class per runtime behind one name (as Eve).
 """
+import os
+import zipfile
+
 import numpy as np
 import tensorflow as tf
 
@@ -125,19 +129,48 @@ class LSTMOptimizerNet(tf.Module):
         return {k: v.numpy() for k, v in self.weights.items()}
 
     def save(self, path):
-        """Writes the weights to an ``.npz`` file that ``LearnedOptimizer(weights=path)`` loads."""
+        """Writes the weights to an ``.npz`` file that ``LearnedOptimizer(weights=path)`` and
+        ``--optimizer=learned:PATH`` load; returns its path (``.npz`` appended if missing, as NumPy does)."""
+        path = os.fspath(path)
+        path = path if path.endswith(".npz") else path + ".npz"
         np.savez(path, **self.numpy_weights())
+        return path
+
+
+_HOW_TO_SAVE = ("meta-train and save one with tools/learned_optimizer_report.py (writes quadratic.npz and "
+                "mlp.npz) or LSTMOptimizerNet.save(path)")
+
+
+def load_weights(path):
+    """The trained weights ``{name: float32 array}`` of an ``.npz`` from ``LSTMOptimizerNet.save``.
+
+    Raises:
+        ValueError: the file is missing, not an ``.npz`` archive, or holds other arrays/shapes.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"No learned-optimizer weights at {path!r}; {_HOW_TO_SAVE}, and pass its path. "
+                         f"Received: weights={path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("a single array, not an .npz archive")
+            weights = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"Cannot read learned-optimizer weights from {path!r} ({error}); the file is not an "
+                         f".npz written by LSTMOptimizerNet.save: {_HOW_TO_SAVE}. Received: weights={path!r}") \
+            from error
+    return _as_weight_dict(weights)
 
 
 def _as_weight_dict(weights):
     """Weights from an ``.npz`` path or a ``{name: array}`` dict, checked against the expected shapes."""
-    if isinstance(weights, str):
-        with np.load(weights) as data:
-            weights = {k: data[k] for k in data.files}
+    if isinstance(weights, (str, os.PathLike)):
+        return load_weights(weights)
     if not isinstance(weights, dict) or set(weights) != set(WEIGHT_NAMES):
         got = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
-        raise ValueError(f"Learned-optimizer weights need exactly {WEIGHT_NAMES} (an .npz written by "
-                         f"LSTMOptimizerNet.save). Received: {got}")
+        raise ValueError(f"Learned-optimizer weights need exactly {WEIGHT_NAMES}: {_HOW_TO_SAVE}. "
+                         f"Received: {got}")
     weights = {k: np.asarray(v, "float32") for k, v in weights.items()}
     units = weights["output_kernel"].shape[0]
     expected = weight_shapes(units)
@@ -323,7 +356,7 @@ class _LearnedState:
         if weights is None:
             raise ValueError("LearnedOptimizer needs trained weights: pass weights='path.npz' (written by "
                              "LSTMOptimizerNet.save after meta_train). Received: weights=None")
-        self.weights_source = weights if isinstance(weights, str) else None
+        self.weights_source = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else None
         self._initial_weights = _as_weight_dict(weights)
         self.units = self._initial_weights["output_kernel"].shape[0]
 
