@@ -277,6 +277,7 @@ def test_dcgan_trains_through_the_loop_with_finite_losses(dcgan_run):
     for key in ("d_loss", "g_loss", "val_d_loss", "val_g_loss"):
         assert all(np.isfinite(result["history"][key])), key
     assert np.isfinite(result["test"]["d_loss"]) and 0 < result["test"]["d_real"] < 1
+    assert result["history"]["g_extra_loss"] == [0.0]  # DCGAN's generator adds no model.losses
     from PIL import Image
 
     grid = np.asarray(Image.open(result["task"]["samples_png"]))

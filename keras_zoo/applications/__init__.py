@@ -30,6 +30,8 @@ from keras_zoo.models.ssd import SSDMobileNet
 from keras_zoo.models.segmentation import FCN, UNet
 from keras_zoo.models.soundnet import SoundNet
 from keras_zoo.models.squeezenet import SqueezeNet, SqueezeNet1_0, SqueezeNet1_1
+from keras_zoo.models.stackgan import (StackGANStage1, StackGANStage1Discriminator, StackGANStage2,
+                                       StackGANStage2Discriminator)
 from keras_zoo.models.stochastic_depth import StochasticDepthResNet
 from keras_zoo.models.transformer import Transformer
 from keras_zoo.models.videogan import VideoGAN
@@ -44,5 +46,6 @@ __all__ = [
     "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PointerSentinelLM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "QRNNSeq2Seq", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SoundNet", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
+    "StackGANStage1", "StackGANStage1Discriminator", "StackGANStage2", "StackGANStage2Discriminator",
     "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
 ]
