@@ -1,11 +1,12 @@
-"""PixelCNN, Gated PixelCNN and PixelRNN Row LSTM: causality, conditioning, sampling, training."""
+"""PixelCNN, Gated PixelCNN, PixelRNN Row LSTM and Diagonal BiLSTM: causality, conditioning, sampling, training."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_zoo
 from keras_zoo.backend import keras
-from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM, sample_images
+from keras_zoo.models.pixelcnn import (DiagonalBiLSTM, GatedPixelCNN, PixelCNN, PixelRNNDiagonalBiLSTM,
+                                      PixelRNNRowLSTM, diagonal_lstm_step, sample_images, skew, unskew)
 from training.tasks_generative import PixelTrainer, quantize_images
 
 pytestmark = pytest.mark.both
@@ -14,6 +15,7 @@ SMALL = {
     "pixelcnn": lambda shape: PixelCNN(2, 12, 30, input_shape=shape, levels=4),
     "gated_pixelcnn": lambda shape: GatedPixelCNN(2, 24, 3, 30, input_shape=shape, levels=4),
     "pixelrnn_row_lstm": lambda shape: PixelRNNRowLSTM(1, 12, 30, input_shape=shape, levels=4),
+    "pixelrnn_diagonal_bilstm": lambda shape: PixelRNNDiagonalBiLSTM(1, 12, 30, input_shape=shape, levels=4),
 }
 
 
@@ -56,6 +58,103 @@ def test_gated_pixelcnn_has_no_blind_spot():
     assert abs(jacobian[3, 1, 1, 1]) > 0, "the pixel two rows above is not visible"
 
 
+def test_one_diagonal_bilstm_layer_sees_every_earlier_pixel_but_one():
+    """Sec. 3.2: one Diagonal BiLSTM layer sees the whole context, where the Row LSTM sees a triangle.
+
+    The exception: the last pixel of the row above enters the current row only through
+    the 7x7 mask-A stem (the shifted right-to-left map reads the row above up to the
+    stem's output at its last pixel, which excludes that pixel), so (r, c) misses
+    (r - 1, W - 1) when c < W - 4, at any depth.
+    """
+    height, width = 5, 8
+    jacobian = _jacobian(SMALL["pixelrnn_diagonal_bilstm"]((height, width, 1)), (height, width, 1))
+    out_row, out_col = np.divmod(np.arange(height * width), width)
+    earlier = np.tril(np.ones_like(jacobian, bool), k=-1)
+    last_above = (out_row[None, :] == out_row[:, None] - 1) & (out_col[None, :] == width - 1)
+    beyond_stem = last_above & (out_col[:, None] < width - 4)
+    assert np.all(jacobian[earlier & ~beyond_stem] > 0), "an earlier pixel is out of the receptive field"
+    assert not np.any(jacobian[beyond_stem])
+    row_lstm = _jacobian(SMALL["pixelrnn_row_lstm"]((height, width, 1)), (height, width, 1))
+    assert row_lstm.reshape(height, width, height, width)[4, 0, 3, 6] == 0  # seen by the diagonal layer
+
+
+def _numpy_skew(x):
+    height, width = x.shape[1:3]
+    out = np.zeros((x.shape[0], height, width + height - 1, x.shape[3]), x.dtype)
+    for r in range(height):
+        out[:, r, r:r + width] = x[:, r]
+    return out
+
+
+@pytest.mark.parametrize("height,width", [(4, 4), (3, 5), (5, 2), (1, 3)])
+def test_skew_shifts_row_i_by_i_and_unskew_inverts_it(height, width):
+    x = np.random.default_rng(0).standard_normal((2, height, width, 3)).astype("float32")
+    skewed = np.asarray(skew(tf.constant(x)))
+    np.testing.assert_array_equal(skewed, _numpy_skew(x))
+    np.testing.assert_array_equal(np.asarray(unskew(tf.constant(skewed), width)), x)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _numpy_lstm(gates, cell):
+    """Eq. 3 of arXiv:1601.06759: gates in order o, f, i, g."""
+    o, f, i, g = np.split(gates, 4, axis=-1)
+    cell = _sigmoid(f) * cell + _sigmoid(i) * np.tanh(g)
+    return _sigmoid(o) * np.tanh(cell), cell
+
+
+def test_one_diagonal_lstm_step_matches_numpy():
+    """Row r of the new column reads rows r - 1 (tap 0) and r (tap 1) of the previous column's state."""
+    rng = np.random.default_rng(1)
+    batch, height, units = 2, 4, 3
+    gate_inputs = rng.standard_normal((batch, height, 4 * units)).astype("float32")
+    hidden, cell = rng.standard_normal((2, batch, height, units)).astype("float32")
+    kernel = rng.standard_normal((2, units, 4 * units)).astype("float32")
+    got = diagonal_lstm_step(tf.constant(gate_inputs), (tf.constant(hidden), tf.constant(cell)), tf.constant(kernel))
+    above = np.concatenate([np.zeros_like(hidden[:, :1]), hidden[:, :-1]], axis=1)
+    expected = _numpy_lstm(gate_inputs + above @ kernel[0] + hidden @ kernel[1], cell)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(np.asarray(g), e, atol=1e-5)
+
+
+def _numpy_diagonal_lstm(x, input_kernel, state_kernel, bias):
+    """One direction pixel by pixel: the state at (r, c) follows from (r - 1, c) and (r, c - 1)."""
+    batch, height, width, _ = x.shape
+    units = state_kernel.shape[1]
+    gate_inputs = x @ input_kernel[0, 0] + bias
+    hidden = np.zeros((batch, height + 1, width + 1, units))  # row 0 and column 0: the zero border
+    cell = np.zeros_like(hidden)
+    for r in range(height):
+        for c in range(width):
+            above, left = hidden[:, r, c + 1], hidden[:, r + 1, c]
+            gates = gate_inputs[:, r, c] + above @ state_kernel[0] + left @ state_kernel[1]
+            hidden[:, r + 1, c + 1], cell[:, r + 1, c + 1] = _numpy_lstm(gates, cell[:, r + 1, c])
+    return hidden[:, 1:, 1:]
+
+
+@pytest.mark.parametrize("colors", [1, 3])
+def test_diagonal_bilstm_matches_the_numpy_recurrence(colors):
+    """Left-to-right plus the mirrored right-to-left direction shifted down one row (Sec. 3.2)."""
+    rng = np.random.default_rng(2)
+    layer = DiagonalBiLSTM(6, colors)
+    x = rng.standard_normal((2, 4, 5, 6)).astype("float32")
+    layer.build(x.shape)
+    for weight in layer.weights:  # non-zero biases, so the zero-border claim is exercised
+        weight.assign(rng.standard_normal(weight.shape).astype("float32") * 0.5)
+    y = np.asarray(layer(x))
+    mask = np.asarray(layer.input_kernel_mask)
+    k = {d: [np.asarray(v) for v in (layer.input_kernels[d], layer.state_kernels[d], layer.biases[d])]
+         for d in DiagonalBiLSTM.DIRECTIONS}
+    left = _numpy_diagonal_lstm(x, k["left_to_right"][0] * mask, *k["left_to_right"][1:])
+    right = _numpy_diagonal_lstm(x[:, :, ::-1], k["right_to_left"][0] * mask, *k["right_to_left"][1:])[:, :, ::-1]
+    expected = left.copy()
+    expected[:, 1:] += right[:, :-1]
+    assert y.shape == (2, 4, 5, 6)
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
 def test_class_conditional_gated_pixelcnn_uses_the_label():
     model = GatedPixelCNN(2, 6, 3, 6, input_shape=(4, 4, 3), levels=4, num_classes=5)
     assert len(model.inputs) == 2
@@ -72,6 +171,8 @@ def test_class_conditional_gated_pixelcnn_uses_the_label():
     (lambda: GatedPixelCNN(filters=10, input_shape=(8, 8, 3)), "multiple of the 3 colour.*Received: filters=10"),
     (lambda: GatedPixelCNN(kernel_size=4), "odd.*Received: kernel_size=4"),
     (lambda: PixelRNNRowLSTM(num_layers=0), "num_layers.*Received: num_layers=0"),
+    (lambda: PixelRNNDiagonalBiLSTM(hidden=0), "hidden.*Received: hidden=0"),
+    (lambda: DiagonalBiLSTM(2, color_channels=3), "one unit per colour.*Received: units=2"),
 ])
 def test_bad_arguments_are_rejected(call, match):
     with pytest.raises(ValueError, match=match):
@@ -86,6 +187,10 @@ def test_paper_configurations_build():
     rnn = keras_zoo.create_model("pixelrnn_row_lstm")
     assert len([l for l in rnn.layers if l.name.endswith("_row_lstm")]) == 12
     assert rnn.get_layer("pixelrnn_row_lstm_layer1_row_lstm").units == 128
+    diagonal = keras_zoo.create_model("pixelrnn_diagonal_bilstm", input_shape=(32, 32, 3))
+    assert len([l for l in diagonal.layers if l.name.endswith("_diagonal_bilstm")]) == 12
+    assert diagonal.get_layer("pixelrnn_diagonal_bilstm_layer12_diagonal_bilstm").units == 128
+    assert diagonal.output_shape == (None, 32, 32, 3, 256)
 
 
 def test_sampling_fills_every_subpixel_with_a_level():
@@ -115,7 +220,7 @@ def test_quantize_images():
     np.testing.assert_allclose(np.asarray(inputs), [0, 0.25, 0.5, 1, 1])
 
 
-@pytest.mark.parametrize("name", ["pixelcnn", "gated_pixelcnn", "pixelrnn_row_lstm"])
+@pytest.mark.parametrize("name", ["pixelcnn", "gated_pixelcnn", "pixelrnn_row_lstm", "pixelrnn_diagonal_bilstm"])
 def test_tiny_model_learns_digits(name):
     from sklearn.datasets import load_digits
 

@@ -194,6 +194,19 @@ def test_loss_weightings():
         pn.layer_loss_weights("L_1", 4)
 
 
+def test_paper_preset_is_the_reference_kitti_recipe():
+    """--preset=paper: Adam, batch 4, lr 1e-3 dropping to 1e-4 halfway (coxlab/prednet kitti_train.py)."""
+    from training.loop import TrainConfig, apply_preset
+    from training.optimizers import learning_rate_schedule
+
+    info = keras_zoo.model_info("prednet_kitti")
+    config, _, lr_schedule = apply_preset(TrainConfig(model="prednet_kitti", preset="paper"), info)
+    assert (config.optimizer, config.batch_size, config.epochs) == ("adam", 4, 150)
+    schedule = learning_rate_schedule(config.learning_rate, lr_schedule, steps_per_epoch=125, epochs=config.epochs)
+    rates = [float(np.asarray(schedule(step))) for step in (0, 75 * 125, 75 * 125 + 1, 150 * 125)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6)
+
+
 def test_bad_prednet_arguments_are_rejected():
     with pytest.raises(ValueError, match="stack_sizes\\[0\\]"):
         pn.PredNet(input_shape=(4, 16, 16, 1), stack_sizes=(3, 8), r_stack_sizes=(3, 8))

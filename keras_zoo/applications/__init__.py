@@ -18,7 +18,7 @@ from keras_zoo.models.mobilenet import MobileNet
 from keras_zoo.models.nas import NASController
 from keras_zoo.models.pix2pix import PatchGANDiscriminator, Pix2PixGenerator
 from keras_zoo.models.pointer_sentinel import PointerSentinelLM
-from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNRowLSTM
+from keras_zoo.models.pixelcnn import GatedPixelCNN, PixelCNN, PixelRNNDiagonalBiLSTM, PixelRNNRowLSTM
 from keras_zoo.models.prednet import PredNet
 from keras_zoo.models.qrnn import QRNNClassifier, QRNNLanguageModel
 from keras_zoo.models.qrnn_seq2seq import QRNNSeq2Seq
@@ -43,7 +43,7 @@ QRNN = QRNNLanguageModel
 __all__ = [
     "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ConvAutoencoder", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
     "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT", "LightRNNLanguageModel",
-    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNRowLSTM", "PointerSentinelLM", "PredNet", "QRNN", "QRNNClassifier",
+    "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNDiagonalBiLSTM", "PixelRNNRowLSTM", "PointerSentinelLM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "QRNNSeq2Seq", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SoundNet", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
     "StackGANStage1", "StackGANStage1Discriminator", "StackGANStage2", "StackGANStage2Discriminator",

@@ -1,4 +1,4 @@
-"""PixelCNN, Gated PixelCNN and PixelRNN (Row LSTM).
+"""PixelCNN, Gated PixelCNN and PixelRNN (Row LSTM and Diagonal BiLSTM).
 
 - PixelCNN and PixelRNN: van den Oord, Kalchbrenner, Kavukcuoglu, "Pixel Recurrent
   Neural Networks", arXiv:1601.06759.
@@ -14,14 +14,12 @@ distribution per sub-pixel:
   depends only on the sub-pixels before it in raster order (rows, then columns, then
   R, G, B). The negative log-likelihood is the categorical cross-entropy against the
   integer levels; divided by ``ln 2`` and averaged over ``H * W * C`` it is bits/dim.
-
-The Diagonal BiLSTM of arXiv:1601.06759 is not implemented.
 """
 import numpy as np
 import tensorflow as tf
 
-from keras_zoo.backend import keras
-from keras_zoo.layers.masked_conv import GroupedGate, MaskedConv2D, RowLSTM
+from keras_zoo.backend import keras, serializable
+from keras_zoo.layers.masked_conv import GroupedGate, MaskedConv2D, RowLSTM, causal_mask, channel_groups
 from keras_zoo.registry import InputSpec, register_family
 
 layers = keras.layers
@@ -201,6 +199,146 @@ def PixelRNNRowLSTM(num_layers=12, hidden=128, output_units=1024, *, input_shape
     return keras.Model(image, logits, name=name)
 
 
+def skew(x):
+    """Shifts row i of ``(B, H, W, C)`` right by i: ``(B, H, W + H - 1, C)``, zeros elsewhere.
+
+    The diagonals of the image become the columns (arXiv:1601.06759, Sec. 3.2, Figure 3).
+    Written as pad + reshape: rows padded to width ``W + H`` and re-read with width
+    ``W + H - 1`` each start one column further right than the row above.
+    """
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    padded = tf.pad(x, [[0, 0], [0, 0], [0, height], [0, 0]])
+    flat = tf.reshape(padded, [-1, height * (width + height), channels])[:, : height * (width + height - 1)]
+    return tf.reshape(flat, [-1, height, width + height - 1, channels])
+
+
+def unskew(x, width):
+    """Inverse of ``skew``: row i of ``(B, H, width + H - 1, C)`` read from column i on, ``(B, H, width, C)``."""
+    height, channels = x.shape[1], x.shape[3]
+    flat = tf.reshape(x, [-1, height * (width + height - 1), channels])
+    flat = tf.pad(flat, [[0, 0], [0, height], [0, 0]])
+    return tf.reshape(flat, [-1, height, width + height, channels])[:, :, :width]
+
+
+def diagonal_lstm_step(gate_inputs, state, state_kernel):
+    """One column of the skewed map (arXiv:1601.06759, Eq. 3 with the 2x1 state-to-state kernel).
+
+    Args:
+        gate_inputs: ``K_is * x`` of this column, ``(B, H, 4h)`` in gate order o, f, i, g.
+        state: ``(hidden, cell)`` of the previous column, each ``(B, H, h)``.
+        state_kernel: ``K_ss``, ``(2, h, 4h)``; tap 0 reads row ``r - 1``, tap 1 row ``r``
+            of the previous column, i.e. the pixel above and the pixel to the left.
+
+    Returns:
+        ``(hidden, cell)`` of this column.
+    """
+    hidden, cell = state
+    above_and_left = tf.pad(hidden, [[0, 0], [1, 0], [0, 0]])
+    gates = gate_inputs + tf.nn.conv1d(above_and_left, state_kernel, 1, "VALID")
+    o, f, i, g = tf.split(gates, 4, axis=-1)
+    cell = tf.sigmoid(f) * cell + tf.sigmoid(i) * tf.tanh(g)
+    return tf.sigmoid(o) * tf.tanh(cell), cell
+
+
+@serializable
+class DiagonalBiLSTM(keras.layers.Layer):
+    """The Diagonal BiLSTM layer of PixelRNN (arXiv:1601.06759, Sec. 3.2).
+
+    Each direction computes a 1x1 mask-B input-to-state convolution ``K_is`` (to the
+    four gates), skews the map, scans its columns with the 2x1 state-to-state
+    convolution ``K_ss`` (``diagonal_lstm_step``) and unskews: the state at ``(r, c)``
+    follows from the states at ``(r, c - 1)`` and ``(r - 1, c)``. The right-to-left
+    direction runs on the mirrored map; its output is mirrored back and shifted down
+    one row before it is added to the left-to-right output, so ``(r, c)`` never sees
+    ``(r, c + 1)``. The ``units`` hidden maps are split into ``color_channels``
+    groups; a unit's gates see its own and earlier colours of the current pixel.
+    On its input map the layer's dependency field is complete; behind a mask-A
+    stem, the last pixel of the row above reaches row r only through the stem's
+    window (the input map at ``(r - 1, W - 1)`` excludes that pixel by causality).
+
+    ``K_is`` is applied before the skew (a 1x1 convolution commutes with it): the
+    positions the skew pads then hold exactly zero gate inputs, no bias, and their
+    states stay zero, as an LSTM's initial state at the image border.
+
+    Args:
+        units: hidden maps ``h`` per direction (the output has ``h`` maps).
+        color_channels: 3 for RGB, 1 otherwise.
+    """
+
+    DIRECTIONS = ("left_to_right", "right_to_left")
+
+    def __init__(self, units, color_channels=3, **kwargs):
+        super().__init__(**kwargs)
+        if units < color_channels:
+            raise ValueError(f"DiagonalBiLSTM needs at least one unit per colour: units >= {color_channels}. "
+                             f"Received: units={units}")
+        self.units = units
+        self.color_channels = color_channels
+
+    def build(self, input_shape):
+        in_channels, h = int(input_shape[-1]), self.units
+        self.input_kernels, self.state_kernels, self.biases = {}, {}, {}
+        for direction in self.DIRECTIONS:
+            self.input_kernels[direction] = self.add_weight(
+                name=f"{direction}_input_kernel", shape=(1, 1, in_channels, 4 * h), initializer="glorot_uniform")
+            self.state_kernels[direction] = self.add_weight(
+                name=f"{direction}_state_kernel", shape=(2, h, 4 * h), initializer="orthogonal")
+            self.biases[direction] = self.add_weight(name=f"{direction}_bias", shape=(4 * h,), initializer="zeros")
+        unit_groups = channel_groups(h, self.color_channels)
+        self.input_kernel_mask = tf.constant(causal_mask(
+            (1, 1), "B", channel_groups(in_channels, self.color_channels), np.tile(unit_groups, 4)))
+        super().build(input_shape)
+
+    def _skewed_gate_inputs(self, inputs, direction):
+        gate_inputs = tf.nn.conv2d(inputs, self.input_kernels[direction] * self.input_kernel_mask, 1, "VALID")
+        return tf.transpose(skew(gate_inputs + self.biases[direction]), [2, 0, 1, 3])  # columns first
+
+    def call(self, inputs):
+        width = inputs.shape[2]
+        left_columns = self._skewed_gate_inputs(inputs, "left_to_right")
+        right_columns = self._skewed_gate_inputs(tf.reverse(inputs, axis=[2]), "right_to_left")
+        left_kernel, right_kernel = (self.state_kernels[d] for d in self.DIRECTIONS)
+
+        def step(states, columns):  # both directions in one scan: half the loop iterations
+            return (*diagonal_lstm_step(columns[0], states[:2], left_kernel),
+                    *diagonal_lstm_step(columns[1], states[2:], right_kernel))
+
+        zeros = tf.zeros_like(left_columns[0][..., : self.units])
+        left, _, right, _ = tf.scan(step, (left_columns, right_columns), initializer=(zeros,) * 4)
+        left = unskew(tf.transpose(left, [1, 2, 0, 3]), width)
+        right = tf.reverse(unskew(tf.transpose(right, [1, 2, 0, 3]), width), axis=[2])
+        right_shifted_down = tf.pad(right[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+        return left + right_shifted_down
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "color_channels": self.color_channels}
+
+
+def PixelRNNDiagonalBiLSTM(num_layers=12, hidden=128, output_units=1024, *, input_shape=(8, 8, 1), levels=256,
+                           name="pixelrnn_diagonal_bilstm"):
+    """PixelRNN with Diagonal BiLSTM layers (arXiv:1601.06759, Sec. 3.2 and 3.3).
+
+    A 7x7 mask-A convolution to ``2h`` maps, then ``num_layers`` Diagonal BiLSTM
+    layers (1x1 input-to-state, 2x1 state-to-state), each ``2h -> h`` with a 1x1
+    mask-B convolution back to ``2h`` and a residual connection, then two 1x1 mask-B
+    output layers, as the Row LSTM. The defaults are the paper's CIFAR-10 Diagonal
+    BiLSTM (12 layers, h=128, Sec. 5); its binarized-MNIST model has 7 layers, h=16.
+    """
+    _validate(input_shape, levels, num_layers=num_layers, hidden=hidden, output_units=output_units)
+    colors = input_shape[-1]
+    image, x = _image_input(input_shape, name)
+    x = MaskedConv2D(2 * hidden, 7, "A", colors, name=f"{name}_stem_conv")(x)
+    for i in range(1, num_layers + 1):
+        y = DiagonalBiLSTM(hidden, colors, name=f"{name}_layer{i}_diagonal_bilstm")(x)
+        y = MaskedConv2D(2 * hidden, 1, "B", colors, name=f"{name}_layer{i}_1x1_conv")(y)
+        x = layers.Add(name=f"{name}_layer{i}_add")([x, y])
+    logits = _output_head(x, output_units, input_shape, levels, name)
+    return keras.Model(image, logits, name=name)
+
+
 def sample_images(model, num, *, seed=0, temperature=1.0, labels=None):
     """Ancestral sampling, one sub-pixel at a time in raster and colour order.
 
@@ -261,4 +399,11 @@ register_family(PixelRNNRowLSTM, {
                               tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16),
                               export={"tflite": True, "edgetpu": "the row recurrence is a TensorList while "
                                                                 "loop, which the Edge TPU does not run"}),
+}, **_FAMILY)
+register_family(PixelRNNDiagonalBiLSTM, {
+    "pixelrnn_diagonal_bilstm": dict(
+        config=dict(num_layers=12, hidden=128),
+        tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16),
+        export={"tflite": True, "edgetpu": "the diagonal recurrence is a TensorList while loop, which the Edge "
+                                           "TPU does not run"}),
 }, **_FAMILY)
