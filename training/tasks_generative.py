@@ -97,7 +97,8 @@ class PixelGenerationTask(Task):
     def prepare(self, model, config):
         if len(model.output_shape) != 5:
             raise ValueError("The image_generation task trains autoregressive pixel models whose output is "
-                             "(B, H, W, C, levels) logits (pixelcnn, gated_pixelcnn, pixelrnn_row_lstm, pixelrnn_diagonal_bilstm). "
+                             "(B, H, W, C, levels) logits (pixelcnn, gated_pixelcnn, pixelrnn_row_lstm, "
+                             "pixelrnn_diagonal_bilstm). "
                              f"Received: a model with output shape {model.output_shape}")
         return PixelTrainer(model, name=f"{model.name}_trainer")
 
