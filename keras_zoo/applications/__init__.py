@@ -13,6 +13,7 @@ from keras_zoo.models.densenet import DenseNet, DenseNet121, DenseNet169, DenseN
 from keras_zoo.models.dnc import DNC
 from keras_zoo.models.fractalnet import FractalNet
 from keras_zoo.models.gnmt import GNMT
+from keras_zoo.models.hred import HRED, VHRED
 from keras_zoo.models.lightrnn import LightRNNLanguageModel
 from keras_zoo.models.mobilenet import MobileNet
 from keras_zoo.models.nas import NASController
@@ -42,10 +43,10 @@ QRNN = QRNNLanguageModel
 
 __all__ = [
     "AlphaGoPolicy", "AlphaGoValue", "AlphaGoZero", "BinaryNet", "ByteNetLM", "ConvAutoencoder", "ByteNetTranslation", "DCGAN", "DCGANDiscriminator", "DNC",
-    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT", "LightRNNLanguageModel",
+    "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNetBC100", "FCN", "FractalNet", "GNMT", "HRED", "LightRNNLanguageModel",
     "GatedPixelCNN", "MobileNet", "NASController", "PatchGANDiscriminator", "Pix2PixGenerator", "PixelCNN", "PixelRNNDiagonalBiLSTM", "PixelRNNRowLSTM", "PointerSentinelLM", "PredNet", "QRNN", "QRNNClassifier",
     "QRNNLanguageModel", "QRNNSeq2Seq", "RNNClassifier", "RNNLanguageModel", "ResNeXt", "ResNeXt29", "ResNeXt50",
     "RoR", "SSDMobileNet", "Seq2SeqAttention", "SoundNet", "SqueezeNet", "SqueezeNet1_0", "SqueezeNet1_1",
     "StackGANStage1", "StackGANStage1Discriminator", "StackGANStage2", "StackGANStage2Discriminator",
-    "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
+    "StochasticDepthResNet", "Transformer", "UNet", "VAE", "VHRED", "VideoGAN", "WaveNet", "Word2Vec", "XNORNet",
 ]
