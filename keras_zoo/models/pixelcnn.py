@@ -386,6 +386,10 @@ _FAMILY = dict(task="image_generation", paper="1601.06759", input_spec=_image_sp
                        "edgetpu": "RGB logits (1, H, W, 3, levels) have four dimensions > 1, beyond the Edge "
                                   "TPU's three, so the final reshape runs on the CPU (grey images map fully)"})
 
+_RECURRENT_INT8 = dict(unsupported_quantization=("int8", "qat"),
+                       reason="TF 2.21's int8 calibrator crashes (segmentation fault) on the TensorList while "
+                              "loop of the recurrence; float32, float16 and dynamic export work")
+
 register_family(PixelCNN, {
     "pixelcnn": dict(config=dict(num_layers=15, hidden=128),
                      tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16)),
@@ -398,12 +402,13 @@ register_family(PixelRNNRowLSTM, {
     "pixelrnn_row_lstm": dict(config=dict(num_layers=12, hidden=128),
                               tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16),
                               export={"tflite": True, "edgetpu": "the row recurrence is a TensorList while "
-                                                                "loop, which the Edge TPU does not run"}),
+                                                                "loop, which the Edge TPU does not run",
+                                      **_RECURRENT_INT8}),
 }, **_FAMILY)
 register_family(PixelRNNDiagonalBiLSTM, {
     "pixelrnn_diagonal_bilstm": dict(
         config=dict(num_layers=12, hidden=128),
         tiny=dict(num_layers=2, hidden=8, output_units=16, levels=16),
         export={"tflite": True, "edgetpu": "the diagonal recurrence is a TensorList while loop, which the Edge "
-                                           "TPU does not run"}),
+                                           "TPU does not run", **_RECURRENT_INT8}),
 }, **_FAMILY)
