@@ -223,3 +223,18 @@ def test_language_model_metrics_against_numpy():
     assert float(bits.result()) == 0.0
     clone = BitsPerToken.from_config(bits.get_config())
     assert clone.name == "bits_per_token" and clone.from_logits
+
+
+@pytest.mark.parametrize("batches", [0, 1])
+def test_classification_precise_bn_option_recomputes_batch_norm_statistics(batches):
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(16, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(momentum=0.99)])
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    task = tasks.get_task("image_classification", {"precise_bn_batches": batches})
+    task.fit(model, tf.data.Dataset.from_tensors((x, x)), epochs=1, verbose=0)
+    moving_mean = np.asarray(model.layers[0].moving_mean)
+    # One momentum-0.99 update moves the mean 1% of the way; precise BN sets it to the batch mean.
+    expected = x.mean(0) if batches else 0.01 * x.mean(0)
+    np.testing.assert_allclose(moving_mean, expected, rtol=1e-4)

@@ -156,9 +156,50 @@ def _outputs_logits(config):
     return config.get("classifier_activation", "softmax") is None
 
 
+def precise_batch_norm(model, images, num_batches):
+    """Replaces every BatchNorm's moving statistics by their average over ``num_batches`` batches.
+
+    Short runs leave the momentum-0.99 moving averages far from the statistics of the
+    final weights (fcn_mobilenet after 400 steps: moving variances 0.4-0.8 where the
+    inference-mode inputs had variance near 0.01, and every pixel predicted background;
+    DenseNet-BC-40 after 175 steps on digits: 99.5% training, 15% validation accuracy),
+    so inference-mode outputs collapse. "Precise BN" (Wu & Johnson, arXiv:2105.07576, Sec. 3) recomputes
+    them with the weights fixed: the k-th training-mode forward pass uses momentum
+    k / (k + 1), so the result is the running mean of the per-batch statistics.
+    Forward passes are eager, so the changed ``momentum`` is read on every call.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return 0
+    saved = [layer.momentum for layer in norms]
+    count = 0
+    try:
+        for batch in images.take(num_batches):
+            for layer in norms:
+                layer.momentum = count / (count + 1)
+            model(batch, training=True)
+            count += 1
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+    return count
+
+
 @register_task("image_classification")
 class ClassificationTask(Task):
     """Sparse categorical cross-entropy on probabilities (on logits when ``classifier_activation=None``)."""
+
+    OPTIONS = {
+        "precise_bn_batches": (0, "Classification: after training, recompute BatchNorm statistics as the mean over "
+                                  "this many training batches (precise BN, for short runs); 0 keeps the moving "
+                                  "averages."),
+    }
+
+    def fit(self, model, train, **fit_kwargs):
+        history = model.fit(train, **fit_kwargs)
+        if self.options["precise_bn_batches"] > 0:
+            precise_batch_norm(model, train.map(lambda images, *_: images), self.options["precise_bn_batches"])
+        return history
 
     def loss(self, config):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=_outputs_logits(config))

@@ -17,7 +17,7 @@ from absl import logging
 
 from keras_zoo.backend import keras, serializable
 from keras_zoo.metrics.segmentation import MeanIoU, confusion_matrix, segmentation_report
-from training.tasks import Task, register_task
+from training.tasks import Task, precise_batch_norm, register_task
 
 CLASS_WEIGHTINGS = ("none", "inverse_frequency", "median_frequency")
 #: Training batches scanned to measure class frequencies for the class weights.
@@ -72,34 +72,6 @@ def measured_frequencies(dataset, num_classes, max_batches=_FREQUENCY_BATCHES):
         masks = masks.ravel()
         counts += np.bincount(masks[(masks >= 0) & (masks < num_classes)], minlength=num_classes)
     return counts / max(counts.sum(), 1)
-
-
-def precise_batch_norm(model, images, num_batches):
-    """Replaces every BatchNorm's moving statistics by their average over ``num_batches`` batches.
-
-    Short runs leave the momentum-0.99 moving averages far from the statistics of the
-    final weights (fcn_mobilenet after 400 steps: moving variances 0.4-0.8 where the
-    inference-mode inputs had variance near 0.01, and every pixel predicted background),
-    so inference-mode outputs collapse to the majority class. "Precise BN" (Wu & Johnson, arXiv:2105.07576, Sec. 3) recomputes
-    them with the weights fixed: the k-th training-mode forward pass uses momentum
-    k / (k + 1), so the result is the running mean of the per-batch statistics.
-    Forward passes are eager, so the changed ``momentum`` is read on every call.
-    """
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not norms:
-        return 0
-    saved = [layer.momentum for layer in norms]
-    count = 0
-    try:
-        for batch in images.take(num_batches):
-            for layer in norms:
-                layer.momentum = count / (count + 1)
-            model(batch, training=True)
-            count += 1
-    finally:
-        for layer, momentum in zip(norms, saved):
-            layer.momentum = momentum
-    return count
 
 
 @register_task("segmentation")
