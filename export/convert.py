@@ -58,6 +58,23 @@ def _concrete_function(model, signature):
     return serve.get_concrete_function()
 
 
+def _captured_variables(function):
+    """A ``tf.Module`` holding the variables ``function`` reads: the converter's trackable object.
+
+    The converter saves the function with this object as a SavedModel and freezes every
+    variable it finds there into a constant. A Keras 3 model is no such object: its
+    ``keras.Variable``s save their values but not as the ``tf.Variable``s the function
+    captures, so the variables stayed VAR_HANDLE / READ_VARIABLE ops without initial
+    values and the .tflite computed garbage. Tracking the captured ``tf.Variable``s
+    themselves works in both runtimes and skips tracing every layer's call function
+    into the SavedModel (float conversion of a tiny QAT DenseNet under tf_keras: 15 s
+    instead of 90 s on a loaded CPU).
+    """
+    module = tf.Module()
+    module.captured_variables = list(function.variables)
+    return module
+
+
 def convert(model, quantization, signature, representative_inputs=None, io_dtype="int8",
             allow_select_tf_ops=False):
     """Converts ``model`` traced at ``signature`` to TFLite bytes.
@@ -78,9 +95,8 @@ def convert(model, quantization, signature, representative_inputs=None, io_dtype
         raise ExportError(f"`quantization` must be one of {QUANTIZATIONS}. Received: {quantization!r}")
     if io_dtype not in IO_DTYPES:
         raise ExportError(f"`io_dtype` must be one of {IO_DTYPES}. Received: {io_dtype!r}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [_concrete_function(model, signature)], model
-    )
+    function = _concrete_function(model, signature)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], _captured_variables(function))
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -74,6 +74,21 @@ QUANTIZE_CONFIGS = {
     "HardTanh": lambda layer: KernelQuantizeConfig(weight_attrs=(), quantize_output=True),
 }
 
+#: Keras layers quantized differently from tfmot's default 8-bit registry.
+#: TFLite's int8 AVERAGE_POOL_2D needs its output to share its input's scale and zero
+#: point; tfmot gives the pool an output quantizer of its own. The converter often
+#: requantizes around the pool, but not when the pool's output also feeds a Concatenate
+#: (DenseNet's transitions; conv -> pool -> concat([pool, conv(pool)]) is enough):
+#: conversion fails with "average_pool_2d ... violate the same scale constraint". Without
+#: an output quantizer the converter gives the pool its input's parameters; the QAT graph
+#: then differs from the int8 kernel by at most half a step of the pool's input (the
+#: kernel rounds the mean, the fake-quant graph does not). tfmot treats MaxPooling the
+#: same way (no output quantizer), where the match is exact.
+_KERAS_QUANTIZE_OVERRIDES = (
+    (keras.layers.AveragePooling1D, lambda layer: KernelQuantizeConfig(weight_attrs=(), quantize_output=False)),
+    (keras.layers.AveragePooling2D, lambda layer: KernelQuantizeConfig(weight_attrs=(), quantize_output=False)),
+)
+
 
 def _require_tf_keras(what):
     if not IS_LEGACY_KERAS:
@@ -123,6 +138,9 @@ def quantize_model(model, preserve_sparsity=False):
                 coverage["custom_quantized"].append(layer.name)
                 scope[name] = type(layer)
                 return tfmot.quantization.keras.quantize_annotate_layer(layer, QUANTIZE_CONFIGS[name](layer))
+            for keras_class, make_config in _KERAS_QUANTIZE_OVERRIDES:
+                if type(layer) is keras_class:
+                    return tfmot.quantization.keras.quantize_annotate_layer(layer, make_config(layer))
             foldable = isinstance(layer, keras.layers.BatchNormalization)
             if layer.name not in rejected and (registry.supports(layer) or foldable):
                 return tfmot.quantization.keras.quantize_annotate_layer(layer)

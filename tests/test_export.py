@@ -151,6 +151,44 @@ def test_qat_conv_model_reports_float_qat_and_ptq(trained_cnn, digits, tmp_path)
     assert graph.inputs[0].dtype == "int8"
 
 
+@pytest.fixture(scope="module")
+def trained_densenet(digits):
+    """DenseNet-BC tiny on 8x8 digits: transitions pool 8->4->2, each pool feeding a concat."""
+    keras.utils.set_random_seed(0)
+    model = keras_zoo.create_model("densenet_bc_100_k12", tiny=True, input_shape=(8, 8, 1), classes=10,
+                                   growth_rate=8)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(digits.train.unbatch().shuffle(1400, seed=0).batch(32), epochs=5, verbose=0)
+    return model
+
+
+def test_qat_densenet_converts_with_average_pools_sharing_their_input_scale(trained_densenet, digits):
+    """Regression: tfmot's output quantizer on AveragePooling2D gave the transition pools an
+    output scale of their own, and the converter refused (TFLite's int8 AVERAGE_POOL_2D needs
+    input and output to share scale and zero point) because each pool also feeds a concat."""
+    qat_model, _ = qat.quantize_model(trained_densenet)
+    pools = [layer for layer in qat_model.layers if isinstance(getattr(layer, "layer", None), L.AveragePooling2D)]
+    assert len(pools) == 2 and not any("output_min" in w.name for p in pools for w in p.weights)
+    qat.calibrate_ranges(qat_model, trained_densenet, digits.train.take(10))
+    qat.fine_tune(qat_model, digits.train, "image_classification", epochs=1, steps_per_epoch=8)
+
+    representative = [inputs for inputs, _ in tflite._examples(digits.train, 100)]
+    content = convert.convert(qat_model, "qat", convert.input_signature(qat_model), representative)
+    graph = convert.read_graph(content)
+    avg_pools = [op for op in graph.ops if op.name == "AVERAGE_POOL_2D"]
+    assert len(avg_pools) == 2
+    for op in avg_pools:
+        assert op.inputs[0].dtype == op.outputs[0].dtype == "int8"
+        assert (op.inputs[0].scale, op.inputs[0].zero_point) == (op.outputs[0].scale, op.outputs[0].zero_point)
+
+    held_out = tflite._examples(digits.test, 150)
+    result = verify.compare(qat_model, content, [x for x, _ in held_out], "image_classification", "qat",
+                            [t for _, t in held_out])
+    assert result["passed"], result
+    assert result["keras_accuracy"] > 0.7, "the fixture must have learned the digits"
+    assert result["top1_agreement"] >= 0.95 and abs(result["metric_delta"]) <= 0.03, result
+
+
 def test_qat_quantizes_the_qrnn_layer_with_its_quantize_config(tmp_path):
     from keras_zoo.layers.qrnn import QRNN
 
@@ -337,7 +375,16 @@ def test_keras3_bridge_refuses_a_twin_that_computes_differently(keras3_model_dir
 # --- sweep over the registry -------------------------------------------------------------
 
 def _exportable():
-    return [n for n in keras_zoo.list_models() if keras_zoo.model_info(n).export.get("tflite")]
+    """Registered names that export to int8 TFLite (their metadata says which cannot, and why)."""
+    return [n for n in keras_zoo.list_models() if keras_zoo.model_info(n).export.get("tflite")
+            and "int8" not in keras_zoo.model_info(n).export.get("unsupported_quantization", ())]
+
+
+def test_int8_is_refused_with_the_reason_where_the_registry_says_it_crashes(tmp_path):
+    with pytest.raises(ExportError, match="does not support --quantization=int8 .*calibrat.*float16"):
+        tflite.export_model(model_name="pixelrnn_row_lstm", tiny=True, quantization="int8",
+                            output=str(tmp_path / "out"), log=_silent)
+    assert not (tmp_path / "out").exists()
 
 
 def _ci_subset(names):
