@@ -224,6 +224,16 @@ def test_prune_reaches_target_sparsity_and_compresses(trained_cnn, digits, tmp_p
     assert report["passed"]
 
 
+def test_prune_then_qat_keeps_the_zeros_through_int8(trained_cnn, digits, tmp_path):
+    # Regression: the stripped pruned model shared layers with the original graph, and QAT's
+    # range calibration failed with "Graph disconnected".
+    report = _export(trained_cnn, digits, tmp_path, quantization="qat", prune=0.5, qat_epochs=1,
+                     steps_per_epoch=10, num_verify=30)
+    assert report["passed"], report["verification"]
+    assert all(0.45 <= s <= 0.55 for s in report["pruning"]["layer_sparsity"].values())
+    assert report["gzip_size_bytes"] < 0.8 * report["size_bytes"]  # the zeros survived int8
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 def test_missing_model_dir_names_the_fix_and_writes_nothing(tmp_path):
