@@ -187,7 +187,8 @@ def _load_source(model_dir, model_name, tiny, model, task, data, batch_size):
                     f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). The file is "
                     f"corrupt or incomplete: re-run training.train into this directory. Received: {path}"
                 ) from err
-        source = _Source(trained, info.name, info.task, build_config, info, model_dir, bridged=saved_major == 3)
+        source = _Source(trained, info.name, info.task, build_config, info, model_dir,
+                         bridged=saved_major == 3 and IS_LEGACY_KERAS)
         return source, data, note
     info = keras_zoo.model_info(model_name)
     build_config = info.resolved_config(tiny=tiny)
@@ -261,10 +262,14 @@ def _step_examples(step_model, pairs, count):
 
 
 def _examples_for(model, dataset, count):
-    """Data examples that fit ``model``: directly, or stepped through a single-step graph."""
+    """Data examples that fit ``model``: directly, stepped through a single-step graph, or
+    mapped by the graph's own ``export_examples(pairs) -> pairs`` (an inference graph whose
+    inputs the data does not hold, e.g. a decoder fed by the encoder's output, sets it)."""
     pairs = _examples(dataset, count)
     if not pairs:
         return []
+    if callable(getattr(model, "export_examples", None)):
+        return model.export_examples(pairs)
     if _matches(model, pairs[0][0]):
         return pairs
     first = pairs[0][0]
@@ -402,7 +407,9 @@ def export_model(model_dir=None, model_name=None, *, tiny=False, quantization="i
     if rep_pairs:
         report["data"] = {"representative": f"train split, {len(rep_pairs)} examples",
                           "verify": f"test split of {data_note}"}
-        if step_graph:
+        if callable(getattr(export_float, "export_examples", None)):
+            report["data"]["representative"] += " (mapped to the inference graph's inputs by its export_examples)"
+        elif step_graph:
             report["data"]["representative"] += " (single steps run over train sequences)"
     else:
         reason = data_note if data is None else "the data does not fit the exported graph"

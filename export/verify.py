@@ -8,6 +8,9 @@ from ai_edge_litert.interpreter import Interpreter
 
 CLASSIFIER_TASKS = ("image_classification", "sequence_classification", "audio_classification")
 LANGUAGE_MODEL_TASKS = ("language_model",)
+#: Logits over target tokens (teacher-forced decoder graphs); padding targets (id 0) are not scored.
+SEQ2SEQ_TASKS = ("seq2seq",)
+PAD_ID = 0
 
 # Per-mode pass thresholds.
 # `max_rel_rmse`: RMS of (TFLite - Keras) over the standard deviation of the Keras outputs.
@@ -121,7 +124,8 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
         keras_model: the model that was converted (for ``qat`` the quantize-wrapped one).
         tflite_content: .tflite bytes.
         examples: list of per-example input lists, batch 1.
-        task: the registry task; classifiers report accuracy, language models bits/token.
+        task: the registry task; classifiers report accuracy, language models bits/token,
+            seq2seq decoder graphs bits/token and token accuracy over non-padding targets.
         quantization: selects the thresholds in ``THRESHOLDS``.
         targets: per-example targets aligned with ``examples``, or None (random inputs).
     """
@@ -168,7 +172,13 @@ def compare(keras_model, tflite_content, examples, task, quantization, targets=N
     if targets is not None and labels is None:
         result.setdefault("notes", []).append("targets are not sparse labels of the first output: "
                                               "no accuracy or bits/token against them")
-    if labels is not None and task in CLASSIFIER_TASKS + LANGUAGE_MODEL_TASKS:
+    if labels is not None and task in CLASSIFIER_TASKS + LANGUAGE_MODEL_TASKS + SEQ2SEQ_TASKS:
+        if task in SEQ2SEQ_TASKS:
+            keep = labels != PAD_ID
+            keras_out, lite_out, labels = keras_out[keep], lite_out[keep], labels[keep]
+            result["scored_tokens"] = int(keep.sum())
+            result["keras_token_accuracy"] = float(np.mean(keras_out.argmax(-1) == labels))
+            result["tflite_token_accuracy"] = float(np.mean(lite_out.argmax(-1) == labels))
         if task in CLASSIFIER_TASKS:
             result["keras_accuracy"] = float(np.mean(keras_out.argmax(-1) == labels))
             result["tflite_accuracy"] = float(np.mean(lite_out.argmax(-1) == labels))
@@ -205,6 +215,11 @@ def _metric(outputs, targets, task):
         return {"accuracy": float(np.mean(outputs.argmax(-1) == _labels(targets, outputs)))}
     if task in LANGUAGE_MODEL_TASKS:
         return {"bits_per_token": _bits_per_token(outputs, _labels(targets, outputs))}
+    if task in SEQ2SEQ_TASKS:
+        labels = _labels(targets, outputs)
+        keep = labels != PAD_ID
+        return {"bits_per_token": _bits_per_token(outputs[keep], labels[keep]),
+                "token_accuracy": float(np.mean(outputs[keep].argmax(-1) == labels[keep]))}
     return {}
 
 

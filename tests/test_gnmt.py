@@ -260,8 +260,7 @@ def _matches(outputs, expected):
 
 @pytest.mark.tf_keras
 def test_step_graph_converts_to_builtins_and_agrees():
-    """The exported graph (ModelInfo.inference_model). The encoder graph is run in Keras: its
-    masked LSTMs keep a TensorList that the converter does not lower to builtins."""
+    """The exported graph (ModelInfo.inference_model), at an open batch size."""
     model, config = _tiny()
     encoder, step = encoder_model(model, config), step_model(model, config)
     state = [np.asarray(o) for o in encoder(np.array([[5, 9, 4, 7, 11, 0, 0]], "int32"))]
@@ -271,3 +270,19 @@ def test_step_graph_converts_to_builtins_and_agrees():
         expected = [np.asarray(o) for o in step(inputs)]
         _matches(_run(step_interpreter, step, inputs), expected)
         state = state[:2] + expected[1:-1]
+
+
+@pytest.mark.tf_keras
+def test_encoder_at_fixed_length_converts_to_builtins_and_agrees():
+    """At batch 1 and the fixed source length (export.convert's signature) the masked Keras LSTMs
+    lower to the builtin WHILE op (no TensorList, no Flex op); outputs agree with Keras."""
+    from export import convert, verify
+
+    model, config = _tiny()
+    encoder = encoder_model(model, config)
+    content = convert.convert(encoder, "float32", convert.input_signature(encoder))
+    ops = {op.name for op in convert.read_graph(content).ops}
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    source = np.array([[5, 9, 4, 7, 11, 0, 0]], "int32")
+    expected = [np.asarray(o) for o in encoder(source)]
+    _matches(verify.TFLiteRunner(content)([source]), expected)

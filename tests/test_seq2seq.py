@@ -296,3 +296,34 @@ def test_tsv_pairs_with_separate_vocabularies(tmp_path):
     with pytest.raises(ValueError, match="source<TAB>target"):
         load_dataset(f"tsv:{tmp_path / 'bad.tsv'}", task="seq2seq", input_specs=info.inputs_for(config),
                      batch_size=2)
+
+
+def test_wmt_through_mock_data_trains_seq2seq_attention():
+    """``wmt:NAME`` with tfds's mock generator (no download): the tfds name, its supervised
+    keys (de -> en), its own splits, separate vocabularies fitted to the model, and 2 steps."""
+    import tensorflow_datasets as tfds
+
+    from keras_zoo.backend import keras
+    from keras_zoo.data import load_dataset
+
+    info = keras_zoo.model_info("seq2seq_attention")
+    config = info.resolved_config(tiny=True)
+    with tfds.testing.mock_data(num_examples=12):
+        bundle = load_dataset("wmt:wmt14_translate/de-en", task="seq2seq", input_specs=info.inputs_for(config),
+                              batch_size=4, seed=0)
+        (source, target_in), target_out = next(iter(bundle.train))
+        keras.utils.set_random_seed(0)
+        model = info.builder(**config)
+        model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(bundle.train, steps_per_epoch=2, epochs=1, verbose=0)
+    assert (bundle.info["tfds_name"], bundle.info["source"], bundle.info["target"]) == ("wmt14_translate/de-en",
+                                                                                        "de", "en")
+    assert bundle.info["sizes"] == {"train": 12, "validation": 12, "test": 12}
+    assert not bundle.info["shared_vocabulary"]
+    assert bundle.info["source_vocab_size"] <= 30 and bundle.info["target_vocab_size"] <= 20
+    assert source.shape == (4, 7) and target_in.shape == target_out.shape == (4, 6)
+    assert source.dtype == target_in.dtype == tf.int32
+    np.testing.assert_array_equal(target_in[:, 0], START_ID)
+    # target_in is target_out shifted right behind <s>.
+    np.testing.assert_array_equal(target_in[:, 1:], np.where(target_out[:, :-1] == END_ID, 0, target_out[:, :-1]))
+    assert np.isfinite(history.history["loss"]).all()

@@ -229,7 +229,11 @@ def qrnn_pooling(gates, c0, forget_keep, pooling):
 
         return (h, c_last), grad
 
-    return pool(gates, c0, *([] if forget_keep is None else [forget_keep]))
+    h, c_last = pool(gates, c0, *([] if forget_keep is None else [forget_keep]))
+    # The chunk reshapes lose a static length when the batch is open; the next layer needs it to
+    # take the unrolled path (a tf.scan there leaves a TensorList TFLite builtins cannot lower).
+    h.set_shape(gates.shape[:2].concatenate([units]))
+    return h, c_last
 
 
 def _forward_fill(values, keep, initial):

@@ -18,6 +18,8 @@ Choice where the paper is not explicit: the decoder input at position t is the
 concatenation of the encoder output and the target embedding, brought back to 2d
 channels by a 1x1 convolution.
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -186,8 +188,21 @@ def encoder_model(model, config):
 
 
 def decoder_model(model, config):
-    """The decoder graph (fixed |t_hat|, re-reads its prefix) with ``model``'s weights."""
-    return copy_weights_by_layer_name(model, ByteNetTranslation(**{**config, "mode": "decoder"}))
+    """The decoder graph (fixed |t_hat|, re-reads its prefix) with ``model``'s weights.
+
+    Its ``export_examples`` maps the data's ``([source, target_in], target_out)`` pairs to the
+    graph's inputs, so the export calibrates and verifies on held-out text (export/tflite.py).
+    """
+    decoder = copy_weights_by_layer_name(model, ByteNetTranslation(**{**config, "mode": "decoder"}))
+    decoder.export_examples = functools.partial(_decoder_examples, model, config)
+    return decoder
+
+
+def _decoder_examples(model, config, pairs):
+    """``[(inputs, targets)]`` batch-1 data pairs -> ``[([target_in, representation], targets)]``."""
+    sources = np.concatenate([inputs[0] for inputs, _ in pairs]).astype(np.int32)
+    representation = np.asarray(encoder_model(model, config)(sources, training=False))
+    return [([inputs[1], representation[i:i + 1]], targets) for i, (inputs, targets) in enumerate(pairs)]
 
 
 class ByteNetDecoder:

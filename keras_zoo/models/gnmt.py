@@ -28,8 +28,10 @@ placement, quantized inference and RL refinement (sections 5, 6, 8.3) are not mo
 Token id 0 is padding: the encoder masks it and attention never looks at it.
 
 Export: ``inference_model`` is the single-step graph, which converts to TFLite builtins
-(tested); the encoder graph does not yet (its masked Keras LSTMs keep a TensorList the converter
-does not lower), so on device it needs SELECT_TF_OPS or runs elsewhere.
+(tested). The encoder graph converts to builtins too at batch 1 and its fixed source length
+(export.convert's signature; tested in float32): the masked Keras LSTMs become the builtin WHILE
+op. Only a dynamic batch (``TFLiteConverter.from_keras_model``) leaves a TensorList that needs
+SELECT_TF_OPS.
 """
 import tensorflow as tf
 

@@ -14,6 +14,8 @@ Graphs (shared layer names): ``mode="train"``: ``[source_ids, target_in_ids] -> 
 source_ids] -> logits`` (the decoder re-reads its whole prefix: static shapes for export).
 Token id 0 is padding; attention never looks at padded source positions.
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -205,8 +207,21 @@ def encoder_model(model, config):
 
 
 def decoder_model(model, config):
-    """The decoder graph (fixed target length, re-reads its prefix) with ``model``'s weights."""
-    return copy_weights_by_layer_name(model, Transformer(**{**config, "mode": "decoder"}))
+    """The decoder graph (fixed target length, re-reads its prefix) with ``model``'s weights.
+
+    Its ``export_examples`` maps the data's ``([source, target_in], target_out)`` pairs to the
+    graph's inputs, so the export calibrates and verifies on held-out text (export/tflite.py).
+    """
+    decoder = copy_weights_by_layer_name(model, Transformer(**{**config, "mode": "decoder"}))
+    decoder.export_examples = functools.partial(_decoder_examples, model, config)
+    return decoder
+
+
+def _decoder_examples(model, config, pairs):
+    """``[(inputs, targets)]`` batch-1 data pairs -> ``[([target_in, memory, source], targets)]``."""
+    sources = np.concatenate([inputs[0] for inputs, _ in pairs]).astype(np.int32)
+    memory = np.asarray(encoder_model(model, config)(sources, training=False))
+    return [([inputs[1], memory[i:i + 1], inputs[0]], targets) for i, (inputs, targets) in enumerate(pairs)]
 
 
 class TransformerDecoder:
