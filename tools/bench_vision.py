@@ -3,7 +3,8 @@
 Both sides have the same layers, so the ratio should be 1.00 (target within
 +-5%). Forward (inference) and one SGD training step are timed as tf.functions,
 interleaving the two models so that load on a shared machine hits both alike;
-the table shows medians and the ratio keras_zoo / keras.applications.
+the table shows wall-time medians and the ratios keras_zoo / keras.applications of wall
+and of process CPU time.
 
     python tools/bench_vision.py [--batch_size=8] [--image_size=96] [--repeats=7]
 
@@ -44,9 +45,10 @@ def _step_functions(model):
 
 
 def _seconds(fn, *args):
-    start = time.perf_counter()
+    """(wall, process CPU) seconds of one call; CPU time is less sensitive to other processes."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     np.asarray(fn(*args))  # waits for the result
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def bench_pair(name, reference_name, batch_size, image_size, repeats):
@@ -68,8 +70,9 @@ def bench_pair(name, reference_name, batch_size, image_size, repeats):
             # Alternate which side goes first, so neither always runs on a warmer cache.
             for side in (list(models) if repeat % 2 == 0 else list(models)[::-1]):
                 times[side].append(_seconds(steps[side][index], *args))
-        ours, theirs = (statistics.median(times[side]) for side in models)
-        rows.append((name, mode, ours * 1e3, theirs * 1e3, ours / theirs))
+        ours, theirs = (statistics.median(t for t, _ in times[side]) for side in models)
+        ours_cpu, theirs_cpu = (statistics.median(c for _, c in times[side]) for side in models)
+        rows.append((name, mode, ours * 1e3, theirs * 1e3, ours / theirs, ours_cpu / theirs_cpu))
     return rows
 
 
@@ -85,9 +88,9 @@ def main():
         keras.backend.clear_session()
     print(f"Keras {keras_major_version()}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
           f"median of {args.repeats}")
-    print(f"{'model':<12} {'mode':<11} {'keras_zoo ms':>13} {'keras.apps ms':>14} {'ratio':>6}")
-    for name, mode, ours, theirs, ratio in rows:
-        print(f"{name:<12} {mode:<11} {ours:>13.1f} {theirs:>14.1f} {ratio:>6.2f}")
+    print(f"{'model':<12} {'mode':<11} {'keras_zoo ms':>13} {'keras.apps ms':>14} {'ratio':>6} {'cpu ratio':>10}")
+    for name, mode, ours, theirs, ratio, cpu_ratio in rows:
+        print(f"{name:<12} {mode:<11} {ours:>13.1f} {theirs:>14.1f} {ratio:>6.2f} {cpu_ratio:>10.2f}")
 
 
 if __name__ == "__main__":
