@@ -3,7 +3,8 @@
 The suite runs twice (tools/test.sh): once under Keras 3, once under tf_keras
 (TF_USE_LEGACY_KERAS=1). A module marks itself with ``pytestmark``:
 - ``pytest.mark.both``: run under both runtimes (model and layer tests);
-- ``pytest.mark.tf_keras``: run only under tf_keras (QAT, export);
+- ``pytest.mark.tf_keras``: run only under tf_keras (QAT, export), also on a test of a
+  ``both`` module;
 - unmarked: run only under Keras 3.
 """
 import gc
@@ -20,7 +21,7 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="runs in the other Keras runtime's pass (see tools/test.sh)")
     for item in items:
         marks = {m.name for m in item.iter_markers()}
-        if "both" in marks:
+        if "both" in marks and "tf_keras" not in marks:
             continue
         if ("tf_keras" in marks) != LEGACY:
             item.add_marker(skip)

@@ -189,6 +189,8 @@ def test_only_worker_and_ps_tasks_serve(monkeypatch):
 
 
 @needs_model
+@pytest.mark.skipif(IS_LEGACY_KERAS, reason="the tf_keras pass imports export.tflite, whose absl flags share names "
+                                           "with training.train's; the CLI path is the same in both runtimes")
 def test_cli_worker_with_a_bad_cluster_fails_with_the_fix(tmp_path, monkeypatch):
     from absl import app
 
