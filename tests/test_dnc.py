@@ -319,6 +319,25 @@ def test_repeat_copy_examples_repeat_then_mark_the_end():
         assert w.sum() == repeats * step + 1
 
 
+def test_repeat_copy_bounds_lengths_and_repeats_and_keeps_the_training_scale():
+    from keras_zoo.data.copy_task import repeat_copy_examples
+
+    inputs, targets, weights = repeat_copy_examples(200, 3, 40, np.random.default_rng(6), max_repeats=6,
+                                                    min_length=2, max_length=5, min_repeats=5, repeat_scale=4)
+    seen = set()
+    for x, y, w in zip(inputs, targets, weights):
+        step = int(np.flatnonzero(x[:, 4])[0])
+        repeats = round(x[step, 4] * 4)
+        seen.add((step, repeats))
+        np.testing.assert_array_equal(y[step + 1:step + 1 + repeats * step, :3], np.tile(x[:step, :3], (repeats, 1)))
+        assert y[step + 1 + repeats * step, 3] == 1 and w.sum() == repeats * step + 1
+    assert seen == {(length, n) for length in range(2, 6) for n in (5, 6)}
+    with pytest.raises(ValueError, match="raise time_steps to 37"):
+        repeat_copy_examples(1, 3, 36, np.random.default_rng(6), max_repeats=6, max_length=5)
+    with pytest.raises(ValueError, match="min_length needs an explicit max_length"):
+        repeat_copy_examples(1, 3, 36, np.random.default_rng(6), min_length=2)
+
+
 def test_load_copy_fits_the_model_inputs():
     from keras_zoo.data import load_dataset
 

@@ -55,26 +55,44 @@ def copy_examples(count, bits, time_steps, rng, min_length=1, max_length=None):
     return inputs, targets, weights
 
 
-def repeat_copy_examples(count, bits, time_steps, rng, max_repeats=MAX_REPEATS):
+def repeat_copy_examples(count, bits, time_steps, rng, max_repeats=MAX_REPEATS, min_length=1, max_length=None,
+                         min_repeats=1, repeat_scale=None):
     """Repeat-copy examples: inputs (count, T, bits + 2), targets (count, T, bits + 1), weights (count, T).
 
-    L and n are drawn so that L + 1 + n·L + 1 <= T (sequence, delimiter, n replays, end marker).
+    n is drawn uniformly from [min_repeats, max_repeats], then L from [1, (T - 2) // (n + 1)] so that
+    L + 1 + n·L + 1 <= T (sequence, delimiter, n replays, end marker; n is lowered if even L = 1 does
+    not fit). Given ``max_length``, L is drawn from [min_length, max_length] instead, and every such
+    (L, n) must fit in T. The repeat channel holds n / repeat_scale (default max_repeats): to test on
+    more repeats than trained (NTM paper, Sec. 4.2), keep the training scale.
     """
     if time_steps < 4:
         raise ValueError(f"The repeat-copy task needs time_steps >= 4. Received: time_steps={time_steps}")
+    if not 1 <= min_repeats <= max_repeats:
+        raise ValueError(f"Repeats need 1 <= min_repeats <= max_repeats. Received: min_repeats={min_repeats}, "
+                         f"max_repeats={max_repeats}")
+    if max_length is None and min_length != 1:
+        raise ValueError(f"min_length needs an explicit max_length. Received: min_length={min_length}, "
+                         f"max_length=None")
+    if max_length is not None and not (1 <= min_length <= max_length
+                                       and (max_repeats + 1) * max_length + 2 <= time_steps):
+        raise ValueError(f"Repeat-copy lengths need 1 <= min_length <= max_length and "
+                         f"(max_repeats + 1) * max_length + 2 <= time_steps; raise time_steps to "
+                         f"{(max_repeats + 1) * max_length + 2}. Received: min_length={min_length}, "
+                         f"max_length={max_length}, max_repeats={max_repeats}, time_steps={time_steps}")
+    scale = max_repeats if repeat_scale is None else repeat_scale
     inputs = np.zeros((count, time_steps, bits + 2), "float32")
     targets = np.zeros((count, time_steps, bits + 1), "float32")
     weights = np.zeros((count, time_steps), "float32")
     for i in range(count):
-        repeats = int(rng.integers(1, max_repeats + 1))
-        max_length = (time_steps - 2) // (repeats + 1)
-        while max_length < 1:
+        repeats = int(rng.integers(min_repeats, max_repeats + 1))
+        longest = (time_steps - 2) // (repeats + 1)
+        while longest < 1:
             repeats -= 1
-            max_length = (time_steps - 2) // (repeats + 1)
-        length = int(rng.integers(1, max_length + 1))
+            longest = (time_steps - 2) // (repeats + 1)
+        length = int(rng.integers(min_length, (longest if max_length is None else max_length) + 1))
         sequence = rng.integers(0, 2, size=(length, bits)).astype("float32")
         inputs[i, :length, :bits] = sequence
-        inputs[i, length, bits + 1] = repeats / max_repeats
+        inputs[i, length, bits + 1] = repeats / scale
         start = length + 1
         targets[i, start:start + repeats * length, :bits] = np.tile(sequence, (repeats, 1))
         end = start + repeats * length
