@@ -6,6 +6,7 @@ import tensorflow as tf
 import keras_zoo
 from keras_zoo.backend import keras
 from keras_zoo.models.bytenet import ByteNetDecoder, MultiplicativeUnit
+from tests.helpers import trained_model_dir
 
 pytestmark = pytest.mark.both
 
@@ -105,32 +106,13 @@ def test_lengths_are_validated():
         keras_zoo.create_model("bytenet_lm", tiny=True, block_type="gated")
 
 
-def _trained_model_dir(name, model_dir, steps=20):
-    """A briefly trained tiny model saved as training.train would (model.keras + config.json)."""
-    import json
-
-    from keras_zoo.data import load_dataset
-
-    info = keras_zoo.model_info(name)
-    config = info.resolved_config(tiny=True)
-    bundle = load_dataset(info.default_dataset, task=info.task, input_specs=info.inputs_for(config),
-                          batch_size=16, seed=0)
-    keras.utils.set_random_seed(0)
-    model = info.builder(**config)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(bundle.train.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
-    model.save(str(model_dir / "model.keras"))
-    (model_dir / "config.json").write_text(json.dumps({"model": name, "tiny": True}))
-    return str(model_dir)
-
-
 @pytest.mark.tf_keras
 def test_int8_decoder_export_is_verified_on_held_out_text(tmp_path):
     """The exported decoder graph reads the encoder's representation of test-split sources; the
     report's bits/token (non-padding targets) of the .tflite stays within the int8 threshold."""
     from export import tflite, verify
 
-    model_dir = _trained_model_dir("bytenet_translation", tmp_path)
+    model_dir = trained_model_dir("bytenet_translation", tmp_path)
     report = tflite.export_model(model_dir=model_dir, quantization="int8", num_verify=32,
                                  output=str(tmp_path / "int8"), log=lambda *_: None)
     assert report["data"]["verify"] == "test split of docstrings_reverse"

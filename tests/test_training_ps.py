@@ -12,7 +12,6 @@ import importlib.util
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 
@@ -23,6 +22,7 @@ import keras_zoo
 from keras_zoo.backend import IS_LEGACY_KERAS
 from training import strategy as strategy_lib
 from training.loop import train_and_evaluate
+from tests.helpers import free_ports
 
 pytestmark = pytest.mark.both
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,18 +32,8 @@ keras3_only = pytest.mark.skipif(IS_LEGACY_KERAS, reason="checks the Keras 3 ref
 needs_model = pytest.mark.skipif(IMAGE_MODEL is None, reason="no image classifier registered")
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _cluster(chief=True, workers=2, ps=1):
-    ports = iter(_free_ports(int(chief) + workers + ps))
+    ports = iter(free_ports(int(chief) + workers + ps))
     cluster = {"worker": [f"127.0.0.1:{next(ports)}" for _ in range(workers)],
                "ps": [f"127.0.0.1:{next(ports)}" for _ in range(ps)]}
     if chief:
@@ -216,7 +206,7 @@ def test_cli_worker_with_a_bad_cluster_fails_with_the_fix(tmp_path, monkeypatch)
 ])
 def test_tpu_without_a_tpu_fails_fast_with_the_fix(tmp_path, tpu, message):
     if tpu and "{closed_port}" in tpu:
-        tpu = tpu.format(closed_port=_free_ports(1)[0])  # nothing listens there
+        tpu = tpu.format(closed_port=free_ports(1)[0])  # nothing listens there
     with pytest.raises(ValueError, match=message):
         train_and_evaluate(_config(strategy="tpu", tpu_address=tpu), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -9,6 +9,7 @@ from keras_zoo.backend import keras
 from keras_zoo.layers.positional import SinusoidalPositionEncoding
 from keras_zoo.models.transformer import TransformerDecoder, TransformerSchedule
 from training.tasks_seq2seq import LabelSmoothedCrossEntropy, MaskedTokenAccuracy
+from tests.helpers import trained_model_dir
 
 pytestmark = pytest.mark.both
 
@@ -128,32 +129,13 @@ def test_label_smoothed_loss_matches_numpy_and_ignores_padding():
     assert float(metric.result()) == pytest.approx(2 / 3)
 
 
-def _trained_model_dir(name, model_dir, steps=20):
-    """A briefly trained tiny model saved as training.train would (model.keras + config.json)."""
-    import json
-
-    from keras_zoo.data import load_dataset
-
-    info = keras_zoo.model_info(name)
-    config = info.resolved_config(tiny=True)
-    bundle = load_dataset(info.default_dataset, task=info.task, input_specs=info.inputs_for(config),
-                          batch_size=16, seed=0)
-    keras.utils.set_random_seed(0)
-    model = info.builder(**config)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(bundle.train.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
-    model.save(str(model_dir / "model.keras"))
-    (model_dir / "config.json").write_text(json.dumps({"model": name, "tiny": True}))
-    return str(model_dir)
-
-
 @pytest.mark.tf_keras
 def test_int8_decoder_export_is_verified_on_held_out_text(tmp_path):
     """The exported decoder graph is fed by the encoder on the test split; the report's
     bits/token (non-padding targets) of the .tflite stays within the int8 threshold of Keras."""
     from export import tflite, verify
 
-    model_dir = _trained_model_dir("transformer_base", tmp_path)
+    model_dir = trained_model_dir("transformer_base", tmp_path)
     report = tflite.export_model(model_dir=model_dir, quantization="int8", num_verify=32,
                                  output=str(tmp_path / "int8"), log=lambda *_: None)
     assert report["data"]["verify"] == "test split of docstrings_reverse"
