@@ -30,6 +30,17 @@ def write_atomic(path, content):
         raise
 
 
+def markdown_table(rows):
+    """A list of same-keyed dicts as a markdown table (floats to 4 significant digits)."""
+    columns = list(rows[0])
+
+    def cell(value):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows])
+
+
 def write_json(path, report):
     write_atomic(path, json.dumps(_jsonable(report), indent=2, sort_keys=False) + "\n")
 

@@ -22,7 +22,7 @@ from absl import app, flags  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from export.report import write_atomic  # noqa: E402
+from export.report import markdown_table, write_atomic  # noqa: E402
 from export.tflite import export_model  # noqa: E402
 from export.verify import TFLiteRunner  # noqa: E402
 from training.loop import train_and_evaluate  # noqa: E402
@@ -90,15 +90,6 @@ def _row(name, trained, report, metric_key):
     }
 
 
-def _table(rows):
-    columns = list(rows[0])
-    def cell(value):
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _train(run, model_dir, epochs, steps):
     start = time.perf_counter()
     result = train_and_evaluate({**run, "epochs": epochs, "steps_per_epoch": steps}, model_dir)
@@ -138,7 +129,7 @@ def main(argv):
                          "unigram_bits_per_char": unigram, "sample_from_int8_tflite": sample},
         "digits_test_accuracy": vision["test"].get("accuracy"),
     }
-    table = _table(rows)
+    table = markdown_table(rows)
     write_atomic(os.path.join(FLAGS.job_dir, "summary.json"), json.dumps(summary, indent=2, default=str))
     write_atomic(os.path.join(FLAGS.job_dir, "summary.md"), table + "\n")
     _stage("summary")

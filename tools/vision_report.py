@@ -19,7 +19,7 @@ from absl import app, flags  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from export.report import write_atomic  # noqa: E402
+from export.report import markdown_table, write_atomic  # noqa: E402
 from export.convert import ExportError  # noqa: E402
 from export.tflite import export_model  # noqa: E402
 from keras_zoo import create_model  # noqa: E402
@@ -60,16 +60,6 @@ def _row(name, trained, report, seconds):
     }
 
 
-def _table(rows):
-    columns = list(rows[0])
-
-    def cell(value):
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return "\n".join(lines + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows])
-
-
 def main(argv):
     del argv
     names = FLAGS.only or list(SMALL_VARIANTS)
@@ -93,8 +83,8 @@ def main(argv):
         except ExportError as err:
             report = {"passed": False, "verification": {}, "error": str(err)}
         rows.append(_row(name, trained, report, time.perf_counter() - start))
-        print(_table(rows[-1:]), flush=True)
-    table = _table(rows)
+        print(markdown_table(rows[-1:]), flush=True)
+    table = markdown_table(rows)
     os.makedirs(FLAGS.job_dir, exist_ok=True)
     write_atomic(os.path.join(FLAGS.job_dir, "vision_report.md"), table + "\n")
     print("\n" + table)
