@@ -2,6 +2,8 @@
 import json
 import socket
 
+import numpy as np
+
 
 def free_ports(count):
     """``count`` TCP ports on 127.0.0.1 that were free a moment ago."""
@@ -32,3 +34,21 @@ def trained_model_dir(name, model_dir, steps=20):
     model.save(str(model_dir / "model.keras"))
     (model_dir / "config.json").write_text(json.dumps({"model": name, "tiny": True}))
     return str(model_dir)
+
+
+def assert_int8_decoder_verified_on_held_out_text(name, tmp_path):
+    """Trains tiny ``name`` briefly and exports it to int8: the decoder graph is fed by the
+    encoder on the test split, and the report's bits/token (non-padding targets) of the
+    .tflite stays within the int8 threshold of Keras. tf_keras only (imports export.tflite)."""
+    from export import tflite, verify
+
+    model_dir = trained_model_dir(name, tmp_path)
+    report = tflite.export_model(model_dir=model_dir, quantization="int8", num_verify=32,
+                                 output=str(tmp_path / "int8"), log=lambda *_: None)
+    assert report["data"]["verify"] == "test split of docstrings_reverse"
+    assert report["select_tf_ops"] == [] and report["inputs"][0]["dtype"] == "int32"
+    result = report["verification"]
+    assert result["num_examples"] == 32 and result["scored_tokens"] > 32
+    assert result["keras_bits_per_token"] < np.log2(40)  # trained: better than a uniform guess
+    limit = verify.THRESHOLDS["int8"]["max_rel_metric_delta"] * result["keras_bits_per_token"]
+    assert abs(result["metric_delta"]) <= limit and report["passed"], result

@@ -9,7 +9,7 @@ from keras_zoo.backend import keras
 from keras_zoo.layers.positional import SinusoidalPositionEncoding
 from keras_zoo.models.transformer import TransformerDecoder, TransformerSchedule
 from training.tasks_seq2seq import LabelSmoothedCrossEntropy, MaskedTokenAccuracy
-from tests.helpers import trained_model_dir
+from tests.helpers import assert_int8_decoder_verified_on_held_out_text
 
 pytestmark = pytest.mark.both
 
@@ -131,17 +131,5 @@ def test_label_smoothed_loss_matches_numpy_and_ignores_padding():
 
 @pytest.mark.tf_keras
 def test_int8_decoder_export_is_verified_on_held_out_text(tmp_path):
-    """The exported decoder graph is fed by the encoder on the test split; the report's
-    bits/token (non-padding targets) of the .tflite stays within the int8 threshold of Keras."""
-    from export import tflite, verify
-
-    model_dir = trained_model_dir("transformer_base", tmp_path)
-    report = tflite.export_model(model_dir=model_dir, quantization="int8", num_verify=32,
-                                 output=str(tmp_path / "int8"), log=lambda *_: None)
-    assert report["data"]["verify"] == "test split of docstrings_reverse"
-    assert report["select_tf_ops"] == [] and report["inputs"][0]["dtype"] == "int32"
-    result = report["verification"]
-    assert result["num_examples"] == 32 and result["scored_tokens"] > 32
-    assert result["keras_bits_per_token"] < np.log2(40)  # trained: better than a uniform guess
-    limit = verify.THRESHOLDS["int8"]["max_rel_metric_delta"] * result["keras_bits_per_token"]
-    assert abs(result["metric_delta"]) <= limit and report["passed"], result
+    """The decoder graph exported with the encoder's output on test-split text stays within int8's threshold."""
+    assert_int8_decoder_verified_on_held_out_text("transformer_base", tmp_path)
