@@ -19,6 +19,7 @@ import gzip  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
+import weakref  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -29,21 +30,40 @@ from export import convert, edgetpu, qat, report as report_lib, verify  # noqa: 
 from export.convert import ExportError  # noqa: E402
 from keras_zoo.backend import IS_LEGACY_KERAS, keras, keras_major_version  # noqa: E402
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "A training.train output directory (model.keras + config.json).")
-flags.DEFINE_string("model", None, "Registry name: export a freshly initialised model instead of --model_dir.")
-flags.DEFINE_bool("tiny", False, "With --model: apply the variant's tiny overrides.")
-flags.DEFINE_enum("quantization", "int8", list(convert.QUANTIZATIONS), "Converter mode.")
-flags.DEFINE_bool("edgetpu", False, "Add an Edge TPU readiness report (static check; compiler if on PATH).")
-flags.DEFINE_string("output", None, "Output directory (default: <model_dir>/tflite_<quantization>).")
-flags.DEFINE_enum("io_dtype", "int8", list(convert.IO_DTYPES), "Integer models' float I/O type (uint8 for Coral).")
-flags.DEFINE_integer("qat_epochs", 1, "Epochs of quantization-aware fine-tuning (and of pruning).")
-flags.DEFINE_integer("steps_per_epoch", None, "Cap on fine-tuning steps per epoch.")
-flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate (qat, --prune).")
-flags.DEFINE_float("prune", None, "Target sparsity for magnitude pruning during a fine-tune, e.g. 0.5.")
-flags.DEFINE_bool("allow_select_tf_ops", False, "Allow TF (Flex) ops the builtin TFLite kernels lack.")
-flags.DEFINE_integer("num_verify", 100, "Held-out examples used to verify the .tflite.")
-flags.DEFINE_integer("batch_size", 32, "Batch size of the data used for fine-tuning.")
+_FLAGS_DEFINED_IN = weakref.WeakSet()
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines this CLI's flags in ``flag_values`` (once). Only ``run`` calls it with the global
+    FLAGS, so importing this module next to ``training.train`` (same flag names) is safe."""
+    if flag_values in _FLAGS_DEFINED_IN:
+        return
+    flags.DEFINE_string("model_dir", None, "A training.train output directory (model.keras + config.json).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("model", None, "Registry name: export a freshly initialised model instead of --model_dir.",
+                        flag_values=flag_values)
+    flags.DEFINE_bool("tiny", False, "With --model: apply the variant's tiny overrides.", flag_values=flag_values)
+    flags.DEFINE_enum("quantization", "int8", list(convert.QUANTIZATIONS), "Converter mode.",
+                      flag_values=flag_values)
+    flags.DEFINE_bool("edgetpu", False, "Add an Edge TPU readiness report (static check; compiler if on PATH).",
+                      flag_values=flag_values)
+    flags.DEFINE_string("output", None, "Output directory (default: <model_dir>/tflite_<quantization>).",
+                        flag_values=flag_values)
+    flags.DEFINE_enum("io_dtype", "int8", list(convert.IO_DTYPES), "Integer models' float I/O type (uint8 for Coral).",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("qat_epochs", 1, "Epochs of quantization-aware fine-tuning (and of pruning).",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("steps_per_epoch", None, "Cap on fine-tuning steps per epoch.", flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate (qat, --prune).", flag_values=flag_values)
+    flags.DEFINE_float("prune", None, "Target sparsity for magnitude pruning during a fine-tune, e.g. 0.5.",
+                       flag_values=flag_values)
+    flags.DEFINE_bool("allow_select_tf_ops", False, "Allow TF (Flex) ops the builtin TFLite kernels lack.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("num_verify", 100, "Held-out examples used to verify the .tflite.", flag_values=flag_values)
+    flags.DEFINE_integer("batch_size", 32, "Batch size of the data used for fine-tuning.", flag_values=flag_values)
+    _FLAGS_DEFINED_IN.add(flag_values)
+
+
 
 NUM_REPRESENTATIVE = 100
 #: Training batches that set the QAT activation ranges before the fine-tune (qat.calibrate_ranges).
@@ -479,16 +499,18 @@ def export_model(model_dir=None, model_name=None, *, tiny=False, quantization="i
     return report
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Exports as the parsed ``flag_values`` say (``app.run`` passes only ``argv``: the global FLAGS)."""
     del argv
+    fv = flag_values
     try:
         report = export_model(
-            model_dir=FLAGS.model_dir, model_name=FLAGS.model, tiny=FLAGS.tiny,
-            quantization=FLAGS.quantization, output=FLAGS.output, edgetpu_check=FLAGS.edgetpu,
-            io_dtype=FLAGS.io_dtype, qat_epochs=FLAGS.qat_epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-            learning_rate=FLAGS.learning_rate, prune=FLAGS.prune,
-            allow_select_tf_ops=FLAGS.allow_select_tf_ops, num_verify=FLAGS.num_verify,
-            batch_size=FLAGS.batch_size,
+            model_dir=fv.model_dir, model_name=fv.model, tiny=fv.tiny,
+            quantization=fv.quantization, output=fv.output, edgetpu_check=fv.edgetpu,
+            io_dtype=fv.io_dtype, qat_epochs=fv.qat_epochs, steps_per_epoch=fv.steps_per_epoch,
+            learning_rate=fv.learning_rate, prune=fv.prune,
+            allow_select_tf_ops=fv.allow_select_tf_ops, num_verify=fv.num_verify,
+            batch_size=fv.batch_size,
         )
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -500,6 +522,7 @@ def main(argv):
 
 def run():
     """Console script ``keras-zoo-export``."""
+    define_flags()
     app.run(main)
 
 

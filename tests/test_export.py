@@ -14,6 +14,7 @@ if os.environ.get("TF_USE_LEGACY_KERAS", "0").lower() not in ("1", "true"):
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
 
 import keras_zoo  # noqa: E402
 from export import convert, qat, tflite, verify  # noqa: E402
@@ -328,9 +329,11 @@ def test_failed_verification_keeps_a_clearly_named_file_and_exits_non_zero(
     assert os.path.exists(out / "export_report.FAILED_VERIFICATION.json")
 
     monkeypatch.setattr(tflite, "export_model", lambda **kwargs: report)
-    tflite.FLAGS(["keras-zoo-export", "--model=squeezenet1_1"])
+    flag_values = flags.FlagValues()
+    tflite.define_flags(flag_values)
+    flag_values(["keras-zoo-export", "--model=squeezenet1_1"])
     with pytest.raises(SystemExit) as exit_info:
-        tflite.main([])
+        tflite.main([], flag_values)
     assert exit_info.value.code == 1
 
 

@@ -138,21 +138,20 @@ def test_bad_settings_are_rejected_before_any_work(tmp_path, changes, message):
 
 
 def test_cli_flags_are_validated_before_work(tmp_path):
-    from absl import app
+    from absl import app, flags
 
     from training import train
 
     argv = ["train", f"--model={model_for('digits')}", "--batch_size=0", f"--keras={keras_major_version()}",
             f"--model_dir={tmp_path / 'run'}"]
-    train.FLAGS(argv)
-    try:
-        with pytest.raises(app.UsageError, match="batch_size must be"):
-            train.main(argv[:1])
-        train.FLAGS.batch_size, train.FLAGS.overrides = 8, "{not json"
-        with pytest.raises(app.UsageError, match="--overrides must be a JSON object"):
-            train.main(argv[:1])
-    finally:
-        train.FLAGS.unparse_flags()
+    flag_values = flags.FlagValues()
+    train.define_flags(flag_values)
+    flag_values(argv)
+    with pytest.raises(app.UsageError, match="batch_size must be"):
+        train.main(argv[:1], flag_values)
+    flag_values.batch_size, flag_values.overrides = 8, "{not json"
+    with pytest.raises(app.UsageError, match="--overrides must be a JSON object"):
+        train.main(argv[:1], flag_values)
     assert not (tmp_path / "run").exists()
 
 

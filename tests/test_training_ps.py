@@ -179,21 +179,18 @@ def test_only_worker_and_ps_tasks_serve(monkeypatch):
 
 
 @needs_model
-@pytest.mark.skipif(IS_LEGACY_KERAS, reason="the tf_keras pass imports export.tflite, whose absl flags share names "
-                                           "with training.train's; the CLI path is the same in both runtimes")
 def test_cli_worker_with_a_bad_cluster_fails_with_the_fix(tmp_path, monkeypatch):
-    from absl import app
+    from absl import app, flags
 
     from training import train
 
     monkeypatch.setenv("TF_CONFIG", _tf_config({"worker": ["127.0.0.1:1"]}, "worker"))
     argv = ["train", f"--model={IMAGE_MODEL}", "--strategy=parameter_server", f"--model_dir={tmp_path / 'run'}"]
-    train.FLAGS(argv)
-    try:
-        with pytest.raises(app.UsageError, match="needs at least one 'ps' task"):
-            train.main(argv[:1])
-    finally:
-        train.FLAGS.unparse_flags()
+    flag_values = flags.FlagValues()  # not the global FLAGS, where export.tflite's tests define their flags
+    train.define_flags(flag_values)
+    flag_values(argv)
+    with pytest.raises(app.UsageError, match="needs at least one 'ps' task"):
+        train.main(argv[:1], flag_values)
     assert not (tmp_path / "run").exists()
 
 

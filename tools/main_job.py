@@ -32,6 +32,7 @@ flags.DEFINE_string("job_dir", "runs/main_job", "Where the model directories and
 flags.DEFINE_integer("lm_epochs", 6, "Training epochs of the QRNN language model.")
 flags.DEFINE_integer("lm_steps", 100, "Steps per epoch of the QRNN language model.")
 flags.DEFINE_integer("vision_epochs", 20, "Training epochs of the digits classifier.")
+flags.DEFINE_integer("qat_epochs", 1, "Epochs of quantization-aware fine-tuning of each model.")
 flags.DEFINE_integer("sample_chars", 300, "Characters sampled from the int8 .tflite.")
 
 # The paper's architecture at CPU size: 2 x 256-unit fo-QRNN, window 2, zoneout 0.1 (arXiv:1611.01576 §3.2).

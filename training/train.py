@@ -29,52 +29,62 @@ import json  # noqa: E402  (TensorFlow must see TF_USE_LEGACY_KERAS first)
 from absl import app, flags  # noqa: E402
 
 from keras_zoo.backend import keras_major_version  # noqa: E402
-from training import flags as _flags  # noqa: E402  (defines the flags)
+from training import flags as _flags  # noqa: E402
 from training.loop import TrainConfig, as_config, train_and_evaluate, validate  # noqa: E402
 from training.strategy import serve_if_cluster_task  # noqa: E402
 
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines this CLI's flags in ``flag_values`` (once). Only ``run`` calls it with the global
+    FLAGS, so importing this module next to ``export.tflite`` (same flag names) is safe."""
+    _flags.define_flags(flag_values)
+    flags.adopt_module_key_flags(_flags, flag_values)  # --help lists them (they live in training.flags)
 
 
-def config_from_flags():
+
+def config_from_flags(flag_values=flags.FLAGS):
     """A TrainConfig from the parsed flags; bad JSON in --overrides is a ValueError."""
+    fv = flag_values
     try:
-        overrides = json.loads(FLAGS.overrides)
+        overrides = json.loads(fv.overrides)
     except json.JSONDecodeError as error:
         raise ValueError(f"--overrides must be a JSON object, e.g. '{{\"dropout\": 0.3}}'. "
-                         f"Received: --overrides={FLAGS.overrides!r} ({error})") from None
+                         f"Received: --overrides={fv.overrides!r} ({error})") from None
     return TrainConfig(
-        model=FLAGS.model, dataset=FLAGS.dataset, tiny=FLAGS.tiny, overrides=overrides,
-        epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, validation_steps=FLAGS.validation_steps,
-        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
-        weight_decay=FLAGS.weight_decay, seed=FLAGS.seed, strategy=FLAGS.strategy, num_gpus=FLAGS.num_gpus,
-        tpu_address=FLAGS.tpu, data_dir=FLAGS.data_dir, task_options=_flags.task_options_from_flags(FLAGS),
-        preset=FLAGS.preset)
+        model=fv.model, dataset=fv.dataset, tiny=fv.tiny, overrides=overrides,
+        epochs=fv.epochs, steps_per_epoch=fv.steps_per_epoch, validation_steps=fv.validation_steps,
+        batch_size=fv.batch_size, learning_rate=fv.learning_rate, optimizer=fv.optimizer,
+        weight_decay=fv.weight_decay, seed=fv.seed, strategy=fv.strategy, num_gpus=fv.num_gpus,
+        tpu_address=fv.tpu, data_dir=fv.data_dir, task_options=_flags.task_options_from_flags(fv),
+        preset=fv.preset)
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Trains as the parsed ``flag_values`` say (``app.run`` passes only ``argv``: the global FLAGS)."""
+    fv = flag_values
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        if serve_if_cluster_task(FLAGS.strategy):  # a worker or ps task: serves until killed
+        if serve_if_cluster_task(fv.strategy):  # a worker or ps task: serves until killed
             return
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    if FLAGS.keras and int(FLAGS.keras) != keras_major_version():
-        raise app.UsageError(f"--keras={FLAGS.keras} must be decided before TensorFlow is imported; "
+    if fv.keras and int(fv.keras) != keras_major_version():
+        raise app.UsageError(f"--keras={fv.keras} must be decided before TensorFlow is imported; "
                              f"this process already runs Keras {keras_major_version()}. Unset TF_USE_LEGACY_KERAS.")
     try:
-        config = config_from_flags()
+        config = config_from_flags(fv)
         validate(as_config(config))
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    model_dir = FLAGS.model_dir or os.path.join("runs", FLAGS.model)
+    model_dir = fv.model_dir or os.path.join("runs", fv.model)
     result = train_and_evaluate(config, model_dir)
     print(json.dumps({"model_dir": result["write_dir"], "test": result["test"]}, indent=2))
 
 
 def run():
     """Entry point of the ``keras-zoo-train`` console script."""
+    define_flags()
     flags.mark_flag_as_required("model")
     app.run(main)
 
