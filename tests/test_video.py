@@ -331,6 +331,55 @@ def test_bad_videogan_arguments_are_rejected():
         VideoGAN(frames=24, size=48)
 
 
+def _spread_weights(model, rng):
+    """He-scaled kernels and random batch-norm statistics: at the reference N(0, 0.01) init the
+    video is ~3e-4 everywhere, which hides conversion errors under any absolute tolerance (and
+    int8 TANH / LOGISTIC outputs, fixed at steps of 1/128 and 1/256, round it to a constant)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _spread_weights(layer, rng)
+        elif isinstance(layer, (keras.layers.Conv3DTranspose, keras.layers.Conv2DTranspose)):
+            kernel, bias = layer.get_weights()  # kernel: (*window, out, in)
+            # Each output of a stride-s transposed convolution sums window / s^d taps of every input channel.
+            taps = np.prod(kernel.shape[:-2]) / np.prod(layer.strides) * kernel.shape[-1]
+            layer.set_weights([rng.normal(0, np.sqrt(2 / taps), kernel.shape), rng.normal(0, 0.1, bias.shape)])
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 1.5, shape), rng.normal(0, 0.1, shape), rng.normal(0, 0.1, shape),
+                               rng.uniform(0.5, 1.5, shape)])
+
+
+@pytest.mark.tf_keras
+@pytest.mark.skipif(not IS_LEGACY_KERAS, reason="export runs under tf_keras (the module runs in both runtimes)")
+def test_videogan_sampler_exports_to_builtin_tflite_float_and_int8():
+    from export import convert, verify
+
+    info, config, model = _tiny_videogan()
+    sampler = info.inference_model(model, config)
+    _spread_weights(sampler, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    representative = [[rng.uniform(-1, 1, (1, config["z_dim"])).astype("float32")] for _ in range(50)]
+    held_out = [[rng.uniform(-1, 1, (1, config["z_dim"])).astype("float32")] for _ in range(16)]
+    expected = verify.keras_outputs(sampler, held_out)
+    assert expected.std() > 0.1 and expected.min() < -0.5 and expected.max() > 0.5
+    signature = convert.input_signature(sampler)
+
+    content = convert.convert(sampler, "float32", signature)
+    ops = {op.name for op in convert.read_graph(content).ops}
+    assert "CONV_3D_TRANSPOSE" in ops and "TRANSPOSE_CONV" in ops and not any(op.startswith("Flex") for op in ops)
+    runner = verify.TFLiteRunner(content)
+    np.testing.assert_allclose(np.concatenate([runner(z)[0] for z in held_out]), expected, atol=1e-4)
+
+    # TFLite has no int8 CONV_3D_TRANSPOSE: the converter keeps it in float between DEQUANTIZE and QUANTIZE.
+    content = convert.convert(sampler, "int8", signature, representative)
+    graph = convert.read_graph(content)
+    assert [t.dtype for t in graph.inputs + graph.outputs] == ["int8", "int8"]
+    assert not any(op.is_flex for op in graph.ops)
+    result = verify.compare(sampler, content, held_out, info.task, "int8")
+    assert result["passed"], result["failures"]
+    assert result["rel_rmse"] < 0.1  # measured 0.022; the int8 output step is ~0.006 on a [-0.7, 0.8] video
+
+
 @pytest.mark.slow  # 55-110 s on 2 cores: the suite budget is 25 minutes
 def test_videogan_trains_through_the_shared_loop(tmp_path):
     from training.loop import train_and_evaluate
