@@ -5,6 +5,8 @@ The suite runs twice (tools/test.sh): once under Keras 3, once under tf_keras
 - ``pytest.mark.both``: run under both runtimes (model and layer tests);
 - ``pytest.mark.tf_keras``: run only under tf_keras (QAT, export), also on a test of a
   ``both`` module;
+- ``pytest.mark.keras3``: run only under Keras 3, also on a test of a ``both`` module
+  (checks that do not depend on the runtime: one pass is enough);
 - unmarked: run only under Keras 3.
 """
 import gc
@@ -21,9 +23,13 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="runs in the other Keras runtime's pass (see tools/test.sh)")
     for item in items:
         marks = {m.name for m in item.iter_markers()}
-        if "both" in marks and "tf_keras" not in marks:
-            continue
-        if ("tf_keras" in marks) != LEGACY:
+        if "keras3" in marks:
+            runs_here = not LEGACY
+        elif "both" in marks and "tf_keras" not in marks:
+            runs_here = True
+        else:
+            runs_here = ("tf_keras" in marks) == LEGACY
+        if not runs_here:
             item.add_marker(skip)
 
 

@@ -213,6 +213,79 @@ def test_class_agnostic_postprocess_keeps_one_class_per_box():
     assert int(agnostic[2][0, 0]) == 0 and agnostic[0].shape == (1, 5, 4)
 
 
+@both
+def test_default_box_coverage_counts_objects_and_positives():
+    anchors = np.array([[0.25, 0.25, 0.2, 0.2], [0.27, 0.25, 0.2, 0.2], [0.75, 0.75, 0.1, 0.1]], "float32")
+    # Object 0 sits on default boxes 0 and 1 (IoU 1 and 0.82); object 1 overlaps only box 2, at IoU 0.25.
+    boxes = np.array([[[0.15, 0.15, 0.35, 0.35], [0.65, 0.65, 0.85, 0.85], [0, 0, 0, 0]]], "float32")
+    classes = np.array([[3, 1, -1]], "int32")
+    coverage = ssd.default_box_coverage(boxes, classes, anchors, 0.5)
+    assert coverage["objects"] == 2 and coverage["covered"] == 0.5
+    assert coverage["positives_per_object"] == 1.5  # two boxes for object 0, the forced one for object 1
+    assert coverage["median_best_iou"] == pytest.approx((1.0 + 0.25) / 2, abs=1e-6)
+
+
+def _canvas_coverage(config):
+    from keras_zoo.data.canvases import make_canvases
+
+    canvases = make_canvases(300, "train", canvas_size=64, max_digits=3, seed=0)
+    info = keras_zoo.model_info("ssd_mobilenet")
+    config = info.resolved_config(**config)
+    anchors = ssd.model_anchors(info.builder(**config), config)
+    return ssd.default_box_coverage(canvases["boxes"], canvases["classes"], anchors)
+
+
+@pytest.mark.keras3  # the anchor layout does not depend on the runtime
+def test_digit_canvas_default_boxes_fit_the_digits():
+    # Regression: trained at 64x64 with the 300x300 layout (4x4, 2x2 and four 1x1 maps), ~20% of the
+    # 16-24 px digits overlapped a default box at IoU >= 0.5 and held-out mAP@0.5 stayed near 0.08.
+    default = _canvas_coverage(dict(input_shape=(64, 64, 1), alpha=0.25, classes=10))
+    assert default["covered"] < 0.3 and default["positives_per_object"] < 1.2
+    fitted = _canvas_coverage(dict(ssd.DIGIT_CANVAS_CONFIG, classes=10))
+    assert fitted["covered"] > 0.85 and fitted["positives_per_object"] > 2.5
+
+
+def test_training_warns_when_default_boxes_miss_the_objects(caplog):
+    import logging
+
+    import tensorflow as tf
+    from training.tasks_detection import training_coverage
+
+    anchors = np.array([[0.5, 0.5, 0.9, 0.9]], "float32")
+    boxes = np.array([[[0.1, 0.1, 0.2, 0.2]]] * 4, "float32")
+    classes = np.zeros((4, 1), "int32")
+    train = tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 1), "float32"),
+                                                {"boxes": boxes, "classes": classes})).batch(2)
+    with caplog.at_level(logging.WARNING):
+        coverage = training_coverage(train, anchors, 0.5)
+    assert coverage == ssd.default_box_coverage(boxes, classes, anchors)
+    assert coverage["objects"] == 4 and coverage["covered"] == 0.0
+    assert "do not fit these objects" in caplog.text
+
+
+@both
+def test_precise_batch_norm_reaches_the_detector(small_canvases):
+    # The trainer wraps the detector, so its own .layers hold no BatchNormalization layer.
+    from keras_zoo.backend import keras
+    from keras_zoo.data import load_dataset
+    from training.tasks import get_task
+
+    info = keras_zoo.model_info("ssd_mobilenet")
+    config = info.resolved_config(tiny=True, classes=10)
+    model = info.builder(**config)
+    bundle = load_dataset("digit_canvases_det", task="detection", input_specs=info.inputs_for(config), batch_size=8)
+    task = get_task("detection", {"det_precise_bn_batches": 2})
+    trainer = task.prepare(model, config)
+    task.compile(trainer, keras.optimizers.SGD(0.0), config)  # lr 0: the weights stay as built
+    unshuffled = bundle.test  # precise BN and this test must read the same two batches
+    task.fit(trainer, unshuffled, epochs=1, steps_per_epoch=1, verbose=0)
+    stem = keras.Model(model.inputs, model.get_layer("conv1").output)
+    batch_means = [np.asarray(stem(images)).mean(axis=(0, 1, 2)) for images, _ in unshuffled.take(2)]
+    np.testing.assert_allclose(model.get_layer("conv1_bn").moving_mean.numpy(), np.mean(batch_means, 0),
+                               rtol=1e-4, atol=1e-6)
+    assert task.coverage["objects"] > 0
+
+
 # --- metrics --------------------------------------------------------------------------------------
 
 def test_box_iou():

@@ -4,21 +4,30 @@ Batches are ``(images, {"boxes": [B, G, 4], "classes": [B, G]})`` (keras_zoo.dat
 ``SSDTrainer.train_step`` matches the ground truth to the model's default boxes
 (``ssd_utils.encode_targets``; in the step, since the default boxes come from the
 built model) and minimizes the multibox loss (Eq. 1) with 3:1 hard-negative mining.
-``after_training`` decodes and NMS-filters held-out predictions, reports VOC
-mAP@0.5 and COCO mAP@[.5:.95], and draws predicted boxes on held-out images.
+Before training, the task measures how many training objects overlap a default box at
+the matching IoU and warns when most do not (the default boxes do not fit the objects
+at this input size); after training, it recomputes the BatchNorm statistics (precise
+BN, ``det_precise_bn_batches``). ``after_training`` decodes and NMS-filters held-out
+predictions, reports VOC mAP@0.5 and COCO mAP@[.5:.95], and draws predicted boxes on
+held-out images.
 """
 import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from keras_zoo.backend import keras
 from keras_zoo.layers import ssd_utils
 from keras_zoo.metrics.detection import detection_metrics
-from training.tasks import Task, register_task
+from training.tasks import Task, precise_batch_norm, register_task
 
 #: Detections drawn in the picture need at least this score.
 PICTURE_SCORE = 0.3
+#: Training batches whose objects are matched to the default boxes before training.
+COVERAGE_BATCHES = 10
+#: Below this share of objects overlapping a default box at the matching IoU, training warns.
+MIN_COVERAGE = 0.5
 
 
 class SSDTrainer(keras.Model):
@@ -102,7 +111,8 @@ def run_detector(predict, dataset, max_images=None):
 def keras_predictor(model, anchors, **postprocess_kwargs):
     """``images -> (boxes, scores, classes, count)`` of a raw SSD model (``ssd_utils.postprocess``)."""
 
-    @tf.function
+    # Plain TF ops: AutoGraph has nothing to convert, and fails to read this closure's source (a warning).
+    @tf.function(autograph=False)
     def predict(images):
         box_encodings, class_logits = model(images, training=False)
         return ssd_utils.postprocess(box_encodings, class_logits, anchors, **postprocess_kwargs)
@@ -110,8 +120,10 @@ def keras_predictor(model, anchors, **postprocess_kwargs):
     return predict
 
 
-def draw_detections(path, images, ground_truth, detections, labels=None, columns=4, min_score=PICTURE_SCORE):
-    """A PNG grid: ground truth in dashed green, detections with score >= ``min_score`` in red."""
+def draw_detections(path, images, ground_truth, detections, labels=None, columns=4, min_score=PICTURE_SCORE,
+                    title="held-out detections"):
+    """A PNG grid: ground truth in dashed green (class below the box), detections with
+    score >= ``min_score`` in red (class and score above the box)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,9 +138,11 @@ def draw_detections(path, images, ground_truth, detections, labels=None, columns
         image = images[k]
         height, width = image.shape[:2]
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
-        for (ymin, xmin, ymax, xmax) in ground_truth[0][k]:
+        for (ymin, xmin, ymax, xmax), cls in zip(ground_truth[0][k], ground_truth[1][k]):
             ax.add_patch(patches.Rectangle((xmin * width, ymin * height), (xmax - xmin) * width,
                                            (ymax - ymin) * height, fill=False, ec="lime", ls="--", lw=1))
+            ax.text(xmin * width, ymax * height + 1, labels[cls] if labels else str(cls), color="lime", fontsize=7,
+                    va="top")
         for box, score, cls in zip(*(d[k] for d in detections)):
             if score < min_score:
                 continue
@@ -136,11 +150,40 @@ def draw_detections(path, images, ground_truth, detections, labels=None, columns
             ax.add_patch(patches.Rectangle((xmin * width, ymin * height), (xmax - xmin) * width,
                                            (ymax - ymin) * height, fill=False, ec="red", lw=1.2))
             name = labels[cls] if labels else str(cls)
-            ax.text(xmin * width, ymin * height - 1, f"{name} {score:.2f}", color="red", fontsize=7)
-    fig.suptitle(f"held-out detections (red, score >= {min_score}); ground truth dashed green", fontsize=9)
+            ax.text(xmin * width, ymin * height - 1, f"{name} {score:.2f}", color="red", fontsize=7,
+                    bbox=dict(facecolor="white", alpha=0.7, pad=0.5, lw=0))
+    fig.suptitle(f"{title} (red: class score, score >= {min_score}); ground truth dashed green", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def training_coverage(train, anchors, iou_threshold, num_batches=COVERAGE_BATCHES):
+    """``ssd.default_box_coverage`` over the first training batches; warns when the default boxes miss.
+
+    Objects that overlap no default box at ``iou_threshold`` get one poorly placed positive
+    each, and the detector learns little (ssd_mobilenet's 300x300 layout at 64x64: 20%).
+    """
+    from keras_zoo.models import ssd
+
+    boxes, classes = [], []
+    for _, targets in train.take(num_batches):
+        boxes.append(np.asarray(targets["boxes"]))
+        classes.append(np.asarray(targets["classes"]))
+    if not boxes:
+        return None
+    coverage = ssd.default_box_coverage(np.concatenate(boxes), np.concatenate(classes), anchors, iou_threshold)
+    logging.info("Default boxes: %.0f%% of %d training objects overlap one at IoU >= %g; %.1f positives per "
+                 "object.", 100 * coverage["covered"], coverage["objects"], iou_threshold,
+                 coverage["positives_per_object"])
+    if coverage["objects"] and coverage["covered"] < MIN_COVERAGE:
+        logging.warning(
+            "Only %.0f%% of the training objects overlap a default box at IoU >= %g (median best IoU %.2f): the "
+            "default boxes do not fit these objects at this input size, and most objects get a single forced "
+            "match. Choose feature-map strides and scales for the object sizes (min_scale, max_scale, "
+            "backbone_blocks, extra_depths; see ssd.DIGIT_CANVAS_CONFIG for 64x64 canvases).",
+            100 * coverage["covered"], iou_threshold, coverage["median_best_iou"])
+    return coverage
 
 
 @register_task("detection")
@@ -152,7 +195,18 @@ class DetectionTask(Task):
         "match_iou_threshold": (0.5, "SSD: IoU at which a default box matches a ground-truth box (Sec. 2.2)."),
         "neg_pos_ratio": (3.0, "SSD: hard negatives kept per positive default box (Sec. 3.1)."),
         "detection_eval_images": (400, "Held-out images scored for mAP after training."),
+        "det_precise_bn_batches": (20, "Detection: after training, recompute BatchNorm statistics as the mean over "
+                                       "this many training batches (precise BN); 0 keeps the moving averages."),
     }
+
+    def fit(self, model, train, **fit_kwargs):
+        self.coverage = training_coverage(train, model.anchors, self.options["match_iou_threshold"])
+        history = model.fit(train, **fit_kwargs)
+        if self.options["det_precise_bn_batches"] > 0:
+            # The BatchNorm layers are the detector's (the trainer only wraps it).
+            precise_batch_norm(model.detector, train.map(lambda images, *_: images),
+                               self.options["det_precise_bn_batches"])
+        return history
 
     def prepare(self, model, config):
         from keras_zoo.models import ssd
@@ -181,4 +235,5 @@ class DetectionTask(Task):
         picture = os.path.join(write_dir, "detections.png")
         draw_detections(picture, images[:8], [g[:8] for g in ground_truth], [d[:8] for d in detections],
                         bundle.labels)
-        return {**metrics, "num_images": int(len(images)), "picture": picture}
+        return {**metrics, "num_images": int(len(images)), "picture": picture,
+                "default_box_coverage": getattr(self, "coverage", None)}
