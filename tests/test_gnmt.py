@@ -48,7 +48,7 @@ def test_paper_size_count_by_hand():
     assert by_hand == 280_859_904 == info.reference_params == gnmt_params(**{k: info.config[k] for k in SIZES})
 
 
-@BOTH
+@pytest.mark.keras3  # a parameter count: the same in both runtimes (tf_keras builds each LSTM in ~1.5 s)
 @pytest.mark.parametrize("num_layers", [2, 8])
 def test_builder_count_equals_the_formula_at_full_depth(num_layers):
     config = dict(source_vocab_size=37, target_vocab_size=23, num_layers=num_layers, units=12,
@@ -166,7 +166,7 @@ def test_penalties_match_the_numpy_transcription():
     assert decoding.gnmt_coverage_penalty(np.array([1.5, 3.0]), 1.0) == 0.0  # covered: no penalty
 
 
-@BOTH
+@pytest.mark.keras3  # the search, not the runtime, is under test (tf_keras builds each LSTM in ~1.5 s)
 @pytest.mark.parametrize("alpha,beta", [(0.6, 0.2), (1.5, 2.0)])
 def test_beam_search_with_penalties_equals_exhaustive_search(alpha, beta):
     """GNMT's s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y), transcribed here, maximised over every

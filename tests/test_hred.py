@@ -77,6 +77,7 @@ def _expected_params(vocab_size, embedding_dim, encoder_units, context_units, de
     return count
 
 
+@pytest.mark.keras3  # a parameter count: the same in both runtimes
 @pytest.mark.parametrize("name", ["hred", "vhred"])
 def test_parameter_count_matches_the_architecture(name):
     _, config, model = _tiny(name)
@@ -159,6 +160,7 @@ def test_step_graph_exports_to_tflite_float():
         np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
 
 
+@pytest.mark.keras3  # tf_keras trains in test_train_and_evaluate_writes_replies (the CLI's runtime)
 def test_a_few_train_steps_lower_the_loss():
     """VHRED's train step (HRED's plus the latent): finite, falling loss; KL annealed in 4 updates."""
     _, config, model = _tiny("vhred")
@@ -230,6 +232,7 @@ def test_docstring_dialogues():
     assert int(np.max(dialogues)) < len(bundle.vocab)
 
 
+@pytest.mark.tf_keras  # Keras 3 trains in test_a_few_train_steps_lower_the_loss
 def test_train_and_evaluate_writes_replies(tmp_path):
     from training.loop import train_and_evaluate
 
