@@ -1,6 +1,6 @@
 """Does the tiny class-conditioned StackGAN Stage-I (arXiv:1612.03242) draw the digit it is asked for?
 
-    nice -n 10 python tools/stackgan_report.py [--out_dir=/tmp/w4_stackgan/report --steps=1500 --stage2_steps=0]
+    nice -n 10 python tools/stackgan_report.py [--out_dir=runs/stackgan_report --steps=1500 --stage2_steps=0]
     nice -n 10 python tools/stackgan_report.py --stackgan_stage1_dir=DIR --judge_dir=DIR --stage2_steps=400
 
 1. A judge: a small zoo classifier (BinaryNet's ConvNet with real weights, arXiv:1602.02830) trained
@@ -104,7 +104,7 @@ def _row(label, judged):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out_dir", default="/tmp/w4_stackgan/report")
+    parser.add_argument("--out_dir", default="runs/stackgan_report")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--judge_epochs", type=int, default=4)
