@@ -156,6 +156,14 @@ def _outputs_logits(config):
     return config.get("classifier_activation", "softmax") is None
 
 
+def _batch_norms(layer):
+    """The BatchNormalization layers of ``layer``, including those of nested models (e.g. a
+    training wrapper around the network)."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [layer]
+    return [norm for sublayer in getattr(layer, "layers", ()) for norm in _batch_norms(sublayer)]
+
+
 def precise_batch_norm(model, images, num_batches):
     """Replaces every BatchNorm's moving statistics by their average over ``num_batches`` batches.
 
@@ -168,7 +176,7 @@ def precise_batch_norm(model, images, num_batches):
     k / (k + 1), so the result is the running mean of the per-batch statistics.
     Forward passes are eager, so the changed ``momentum`` is read on every call.
     """
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = _batch_norms(model)
     if not norms:
         return 0
     saved = [layer.momentum for layer in norms]

@@ -203,9 +203,7 @@ class DetectionTask(Task):
         self.coverage = training_coverage(train, model.anchors, self.options["match_iou_threshold"])
         history = model.fit(train, **fit_kwargs)
         if self.options["det_precise_bn_batches"] > 0:
-            # The BatchNorm layers are the detector's (the trainer only wraps it).
-            precise_batch_norm(model.detector, train.map(lambda images, *_: images),
-                               self.options["det_precise_bn_batches"])
+            precise_batch_norm(model, train.map(lambda images, *_: images), self.options["det_precise_bn_batches"])
         return history
 
     def prepare(self, model, config):
