@@ -289,6 +289,9 @@ def test_stage2_needs_a_stage1_run_and_says_so(tmp_path):
         tasks.get_task("gan", {"stackgan_stage1_dir": str(tmp_path)})
     with pytest.raises(ValueError, match="trained with them, not alone"):
         task.prepare(keras_zoo.create_model("stackgan_stage1_discriminator", tiny=True), config)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="stackgan_df_dim must be an int >= 0.*Received"):
+            tasks.get_task("gan", {"stackgan_df_dim": bad})
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +333,7 @@ def test_stage1_trains_conditionally_with_the_kl_and_writes_a_row_per_class(stag
 def test_stage2_trains_on_the_frozen_stage1(stage1_run, tmp_path):
     """Through the task's own hooks, one eager train_step (tracing the three networks costs a minute)."""
     stage1_dir, _ = stage1_run
-    task = tasks.get_task("gan", {"stackgan_stage1_dir": stage1_dir})
+    task = tasks.get_task("gan", {"stackgan_stage1_dir": stage1_dir, "stackgan_df_dim": 3})
     narrow = dict(gf_dim=4, num_residual_blocks=1)
     config = keras_zoo.model_info("stackgan_stage2").resolved_config(tiny=True, **narrow)
     trainer = task.prepare(keras_zoo.create_model("stackgan_stage2", tiny=True, **narrow), config)
@@ -347,6 +350,7 @@ def test_stage2_trains_on_the_frozen_stage1(stage1_run, tmp_path):
     generator_after = trainer.generator.trainable_weights
     assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(generator_before, generator_after))
     assert trainer.discriminator.input_shape[0] == (None, 64, 64, 1)
+    assert trainer.discriminator.get_layer("stackgan_stage2_discriminator_down1_conv").filters == 3  # not gf/2 = 2
     result = task.after_training(trainer.generator, None, str(tmp_path), config)
     from PIL import Image
 

@@ -1,7 +1,7 @@
-"""Does the tiny class-conditioned StackGAN Stage-I (arXiv:1612.03242) draw the digit it is asked for?
+"""Do the tiny class-conditioned StackGAN stages (arXiv:1612.03242) draw the digit they are asked for?
 
-    nice -n 10 python tools/stackgan_report.py [--out_dir=runs/stackgan_report --steps=1500 --stage2_steps=0]
-    nice -n 10 python tools/stackgan_report.py --stackgan_stage1_dir=DIR --judge_dir=DIR --stage2_steps=400
+    nice -n 10 python tools/stackgan_report.py [--out_dir=runs/stackgan_report --steps=1500 --stage2_steps=750]
+    nice -n 10 python tools/stackgan_report.py --stackgan_stage1_dir=DIR --judge_dir=DIR --stage2_steps=750
 
 1. A judge: a small zoo classifier (BinaryNet's ConvNet with real weights, arXiv:1602.02830) trained
    on the digits at 16x16, its test accuracy on real digits reported.
@@ -12,8 +12,9 @@
    the requested class (chance: 10%), per class, and the predicted-class histogram; "spread across z"
    is the pixel std over z at a fixed class, "spread across classes" the pixel std over classes at a
    fixed z (both averaged over pixels, [0, 1] units), next to the same figures of the real digits.
-4. With ``--stage2_steps``, ``stackgan_stage2`` ``--tiny`` trains on the frozen Stage-I
-   and its 64x64 samples, downsized to 16x16, are judged the same way.
+4. With ``--stage2_steps`` (0 skips it), ``stackgan_stage2`` ``--tiny`` trains on the frozen Stage-I
+   (same recipe, batch ``--stage2_batch_size``, discriminator width ``--stage2_df_dim``, the task's
+   ``stackgan_df_dim``) and its 64x64 samples, downsized to 16x16, are judged the same way.
 
 ``--stackgan_stage1_dir`` / ``--judge_dir`` reuse a finished Stage-I run / judge run instead of
 training them (the Stage-I row is then judged again, with the same seed). ``--gan_label_smoothing`` (task
@@ -109,7 +110,9 @@ def main():
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--judge_epochs", type=int, default=4)
     parser.add_argument("--per_class", type=int, default=100)
-    parser.add_argument("--stage2_steps", type=int, default=0)
+    parser.add_argument("--stage2_steps", type=int, default=750)
+    parser.add_argument("--stage2_batch_size", type=int, default=32)
+    parser.add_argument("--stage2_df_dim", type=int, default=8, help="Stage-II discriminator width (0: gf_dim / 2)")
     parser.add_argument("--stackgan_stage1_dir", default="", help="reuse this finished Stage-I run")
     parser.add_argument("--judge_dir", default="", help="reuse this finished judge run")
     parser.add_argument("--gan_label_smoothing", type=float, default=0.0)
@@ -139,7 +142,9 @@ def main():
               "stage1": stage1}
     if args.stage2_steps:
         stage2 = train_gan(os.path.join(args.out_dir, "stage2"), "stackgan_stage2", args.stage2_steps,
-                           args.batch_size, {"stackgan_stage1_dir": stage1["model_dir"]})
+                           args.stage2_batch_size, {"stackgan_stage1_dir": stage1["model_dir"],
+                                                    "stackgan_df_dim": args.stage2_df_dim})
+        stage2["df_dim"] = args.stage2_df_dim
         images = conditional_samples(_load(stage2["model_dir"]), classes, args.per_class, seed=1, stage1=generator)
         stage2["judged"] = judge_samples(judge, images, args.per_class)
         report["stage2"] = stage2
@@ -157,7 +162,8 @@ def main():
              _row(stage1_label, stage1["judged"])]
     if "stage2" in report:
         stage2 = report["stage2"]
-        lines.append(_row(f"Stage-II on frozen Stage-I, {stage2['steps']} steps x {stage2['batch_size']}",
+        lines.append(_row(f"Stage-II on frozen Stage-I, {stage2['steps']} steps x {stage2['batch_size']}, "
+                          f"D df {stage2['df_dim'] or 'gf/2'}",
                           stage2["judged"]))
     lines.append(f"| real digits | {100 * judge_accuracy:.1f} (test split) | | {within:.3f} (within class) | "
                  f"{between:.3f} (class means) |")

@@ -47,6 +47,7 @@ Options (flags of ``python -m training.train``):
 - ``pix2pix_l1_weight``: lambda of the L1 term (``image_to_image`` only).
 - ``gan_matching_aware``: the matching-aware term above (conditional ``gan`` only).
 - ``stackgan_stage1_dir``: the ``--model_dir`` of a trained Stage-I run (Stage-II only).
+- ``stackgan_df_dim``: the discriminator's width (default ``gf_dim / 2``, the reference's ratio).
 
 The training loop builds one optimizer (``--optimizer``, ``--learning_rate``); it
 trains the generator, and the discriminator gets a fresh copy built from its
@@ -378,6 +379,8 @@ class GANTask(_AdversarialTask):
                                      "images paired with a wrong condition (arXiv:1612.03242)."),
         "stackgan_stage1_dir": ("", "stackgan_stage2: the --model_dir of a trained stackgan_stage1 run; its "
                                     "generator, frozen, makes Stage-II's low-resolution inputs."),
+        "stackgan_df_dim": (0, "StackGAN: width df_dim of the discriminator built for the generator; 0 = gf_dim / 2 "
+                               "(the reference's 128 / 64)."),
     }
 
     def __init__(self, options=None, base_task=None):
@@ -385,6 +388,10 @@ class GANTask(_AdversarialTask):
         if not isinstance(self.options["gan_matching_aware"], bool):
             raise ValueError("--gan_matching_aware must be true or false. "
                              f"Received: --gan_matching_aware={self.options['gan_matching_aware']!r}")
+        df_dim = self.options["stackgan_df_dim"]
+        if isinstance(df_dim, bool) or not isinstance(df_dim, int) or df_dim < 0:
+            raise ValueError("--stackgan_df_dim must be an int >= 0 (0: gf_dim / 2). "
+                             f"Received: --stackgan_df_dim={df_dim!r}")
         directory = self.options["stackgan_stage1_dir"]
         if directory and not os.path.isfile(os.path.join(str(directory), "model.keras")):
             raise ValueError(f"--stackgan_stage1_dir must be the --model_dir of a finished stackgan_stage1 run "
@@ -416,7 +423,8 @@ class GANTask(_AdversarialTask):
             raise ValueError("--stackgan_stage1_dir is for Stage-II generators (stackgan_stage2), whose first input "
                              f"is an image; {model.name!r} takes noise. Drop the flag. "
                              f"Received: --stackgan_stage1_dir={self.options['stackgan_stage1_dir']!r}")
-        return self._trainer(model, stackgan.discriminator_for(model, config), condition_on_labels=True,
+        discriminator = stackgan.discriminator_for(model, config, df_dim=self.options["stackgan_df_dim"])
+        return self._trainer(model, discriminator, condition_on_labels=True,
                              matching_aware=self.options["gan_matching_aware"], num_classes=config.get("num_classes"),
                              stage1=self.stage1)
 
