@@ -15,7 +15,7 @@ from keras_zoo.models.pix2pix import PatchGANDiscriminator, Pix2PixGenerator
 from training import tasks
 from training.loop import train_and_evaluate
 from training.tasks_gan import (GANTrainer, discriminator_loss, discriminator_targets, generator_loss,
-                                random_flips)
+                                random_flips, sample_noise)
 
 # Export tests run in the tf_keras pass only; everything else under both runtimes.
 both = pytest.mark.both
@@ -168,6 +168,29 @@ def test_task_options_are_validated_and_reach_the_trainer():
         tasks.get_task("gan", {"gan_label_flip": 0.7})
     with pytest.raises(ValueError, match="pix2pix_discriminator is trained with it"):
         task.prepare(keras_zoo.create_model("pix2pix_discriminator", tiny=True), config)
+
+
+@both
+def test_precise_bn_gives_the_generator_the_statistics_of_its_inputs():
+    """After fit, the generator's BN moving variance is the variance of its pre-BN activations over
+    fresh z (weights frozen by lr 0), not the 1-step moving average; a bad batch count is refused."""
+    config = dict(image_size=8, channels=1, z_dim=4, base_filters=8)
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((32, 8, 8, 1), "float32"), np.zeros(32, "int32"))).batch(16)
+
+    def moving_variance_error(batches):
+        keras.utils.set_random_seed(0)
+        task = tasks.get_task("gan", {"gan_precise_bn_batches": batches})
+        trainer = task.prepare(DCGAN(**config), config)
+        trainer.compile(*task.optimizer_pair(keras.optimizers.Adam(0.0)))
+        task.fit(trainer, data.repeat(), epochs=1, steps_per_epoch=1, verbose=0)
+        norm = trainer.generator.get_layer("dcgan_generator_project_bn")
+        pre_bn = keras.Model(trainer.generator.inputs, norm.input)
+        expected = np.asarray(pre_bn(sample_noise(4096, 4, seed=1), training=False)).reshape(-1, norm.input.shape[-1])
+        return np.max(np.abs(np.asarray(norm.moving_variance) / expected.var(0) - 1))
+
+    assert moving_variance_error(0) > 10 and moving_variance_error(30) < 0.2
+    with pytest.raises(ValueError, match="gan_precise_bn_batches must be an int >= 0.*-1"):
+        tasks.get_task("gan", {"gan_precise_bn_batches": -1}).prepare(DCGAN(**config), config)
 
 
 @both

@@ -351,6 +351,10 @@ def test_stage2_trains_on_the_frozen_stage1(stage1_run, tmp_path):
     assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(generator_before, generator_after))
     assert trainer.discriminator.input_shape[0] == (None, 64, 64, 1)
     assert trainer.discriminator.get_layer("stackgan_stage2_discriminator_down1_conv").filters == 3  # not gf/2 = 2
+    # Precise BN feeds the generator what training does: a frozen Stage-I image of fresh z, and the condition.
+    low, condition = next(iter(tf.data.Dataset.from_tensors(batch).map(lambda *b: trainer.generator_inputs(b))))
+    assert low.shape == (4, 16, 16, 1) and np.array_equal(condition, batch[1])
+    assert 0 <= float(tf.reduce_min(low)) and float(tf.reduce_max(low)) <= 1 and float(tf.math.reduce_std(low)) > 0
     result = task.after_training(trainer.generator, None, str(tmp_path), config)
     from PIL import Image
 

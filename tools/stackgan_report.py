@@ -20,7 +20,8 @@
 training them (the Stage-I row is then judged again, with the same seed). ``--gan_label_smoothing`` (task
 option) and ``--kl_weight`` (builder override) apply to the Stage-I run trained here.
 
-Writes ``stackgan_report.json`` and ``stackgan_table.md`` under ``--out_dir``; runs under tf_keras
+Writes ``stackgan_report.json``, ``stackgan_table.md`` and (with Stage-II) ``stage1_vs_stage2.png`` (per
+class, Stage-I image and Stage-II image for the same z) under ``--out_dir``; runs under tf_keras
 (the training CLI's default runtime).
 """
 import os
@@ -81,6 +82,17 @@ def judge_samples(judge, images, per_class):
             "predicted_histogram": np.bincount(predicted, minlength=10).tolist(),
             "spread_across_z": float(grid.std(axis=1).mean()),
             "spread_across_classes": float(grid.std(axis=0).mean())}
+
+
+def write_stage_pairs(stage1, stage2, path, per_class=4):
+    """A PNG with one row per class: (Stage-I image scaled up, Stage-II image) for ``per_class`` z."""
+    from training.sample import image_grid
+
+    classes = np.arange(10, dtype="int32")
+    low = conditional_samples(stage1, classes, per_class, seed=1)
+    high = conditional_samples(stage2, classes, per_class, seed=1, stage1=stage1)
+    low = np.asarray(tf.image.resize(low, high.shape[1:3], method="nearest"))
+    return image_grid(np.stack([low, high], axis=1).reshape(-1, *high.shape[1:]), path, columns=2 * per_class)
 
 
 def train_gan(model_dir, model, steps, batch_size, task_options=None, overrides=None):
@@ -147,6 +159,8 @@ def main():
         stage2["df_dim"] = args.stage2_df_dim
         images = conditional_samples(_load(stage2["model_dir"]), classes, args.per_class, seed=1, stage1=generator)
         stage2["judged"] = judge_samples(judge, images, args.per_class)
+        stage2["pairs_png"] = write_stage_pairs(generator, _load(stage2["model_dir"]),
+                                                os.path.join(args.out_dir, "stage1_vs_stage2.png"))
         report["stage2"] = stage2
     report["seconds"] = round(time.time() - start, 1)
     with open(os.path.join(args.out_dir, "stackgan_report.json"), "w") as f:
@@ -174,7 +188,8 @@ def main():
     print("predicted-class histogram (Stage-I):", stage1["judged"]["predicted_histogram"])
     if "stage2" in report:
         print("predicted-class histogram (Stage-II):", report["stage2"]["judged"]["predicted_histogram"])
-        print("Stage-II samples:", report["stage2"]["samples_png"])
+        print("Stage-II samples:", report["stage2"]["samples_png"], "| Stage-I vs Stage-II:",
+              report["stage2"]["pairs_png"])
     print("samples:", stage1["samples_png"], "| seconds:", report["seconds"])
 
 

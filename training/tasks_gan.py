@@ -47,6 +47,8 @@ Options (flags of ``python -m training.train``):
 - ``pix2pix_l1_weight``: lambda of the L1 term (``image_to_image`` only).
 - ``gan_matching_aware``: the matching-aware term above (conditional ``gan`` only).
 - ``stackgan_stage1_dir``: the ``--model_dir`` of a trained Stage-I run (Stage-II only).
+- ``gan_precise_bn_batches`` (``gan``): after training, the generator's BatchNorm statistics are
+  recomputed over this many batches of its inputs (precise BN, as the dense-prediction tasks).
 - ``stackgan_df_dim``: the discriminator's width (default ``gf_dim / 2``, the reference's ratio).
 
 The training loop builds one optimizer (``--optimizer``, ``--learning_rate``); it
@@ -67,7 +69,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_zoo.backend import keras
-from training.tasks import Task, register_task
+from training.tasks import Task, precise_batch_norm, register_task
 
 _COMMON_OPTIONS = {
     "gan_label_smoothing": (0.0, "GAN tasks: one-sided label smoothing s; the discriminator's real targets "
@@ -257,10 +259,20 @@ class GANTrainer(keras.Model):
                              "config; e.g. --overrides='{\"num_classes\": 10}') for labelled images, or feed text "
                              f"embeddings. Received: condition dtype {condition.dtype.name}")
 
-    def _generate(self, z, condition, training):
+    def _conditional_inputs(self, z, condition):
         if self.stage1 is not None:
-            return self.generator([self.stage1([z, condition], training=False), condition], training=training)
-        return self.generator([z, condition], training=training)
+            return [self.stage1([z, condition], training=False), condition]
+        return [z, condition]
+
+    def _generate(self, z, condition, training):
+        return self.generator(self._conditional_inputs(z, condition), training=training)
+
+    def generator_inputs(self, data):
+        """The generator's inputs for a training batch, with fresh noise (not paired mode)."""
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        batch = tf.shape(images)[0]
+        z = sample_noise(batch, self.z_dim, normal=self.condition_on_labels)
+        return tuple(self._conditional_inputs(z, data[1])) if self.condition_on_labels else z
 
     def _forward(self, data, training):
         wrong_logits = None
@@ -379,6 +391,9 @@ class GANTask(_AdversarialTask):
                                      "images paired with a wrong condition (arXiv:1612.03242)."),
         "stackgan_stage1_dir": ("", "stackgan_stage2: the --model_dir of a trained stackgan_stage1 run; its "
                                     "generator, frozen, makes Stage-II's low-resolution inputs."),
+        "gan_precise_bn_batches": (20, "gan: after training, recompute the generator's BatchNorm statistics as the "
+                                       "mean over this many batches of its inputs (precise BN); 0 keeps the "
+                                       "moving averages."),
         "stackgan_df_dim": (0, "StackGAN: width df_dim of the discriminator built for the generator; 0 = gf_dim / 2 "
                                "(the reference's 128 / 64)."),
     }
@@ -399,6 +414,10 @@ class GANTask(_AdversarialTask):
         self.stage1 = None
 
     def prepare(self, model, config):
+        batches = self.options["gan_precise_bn_batches"]
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+            raise ValueError("--gan_precise_bn_batches must be an int >= 0. "
+                             f"Received: --gan_precise_bn_batches={batches!r}")
         if is_conditional_generator(model):
             return self._conditional_trainer(model, config)
         if self.options["stackgan_stage1_dir"]:
@@ -427,6 +446,18 @@ class GANTask(_AdversarialTask):
         return self._trainer(model, discriminator, condition_on_labels=True,
                              matching_aware=self.options["gan_matching_aware"], num_classes=config.get("num_classes"),
                              stage1=self.stage1)
+
+    def fit(self, model, train, **fit_kwargs):
+        """``fit``, then precise BN on the generator: its moving averages mix the statistics of the
+        last, fast-changing weights. Tiny Stage-II samples on digits were judged 81.5% right with
+        them and 97.6% after 20 batches (tools/stackgan_report.py). BigGAN's "standing statistics"
+        (arXiv:1809.11096) are the same idea.
+        """
+        history = model.fit(train, **fit_kwargs)
+        if self.options["gan_precise_bn_batches"] > 0:
+            precise_batch_norm(model.generator, train.map(lambda *batch: model.generator_inputs(batch)),
+                               self.options["gan_precise_bn_batches"])
+        return history
 
     def after_training(self, model, bundle, write_dir, config):
         path = os.path.join(write_dir, "samples.png")
