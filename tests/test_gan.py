@@ -190,7 +190,7 @@ def test_precise_bn_gives_the_generator_the_statistics_of_its_inputs():
 
     assert moving_variance_error(0) > 10 and moving_variance_error(30) < 0.2
     with pytest.raises(ValueError, match="gan_precise_bn_batches must be an int >= 0.*-1"):
-        tasks.get_task("gan", {"gan_precise_bn_batches": -1}).prepare(DCGAN(**config), config)
+        tasks.get_task("gan", {"gan_precise_bn_batches": -1})
 
 
 @both

@@ -351,6 +351,11 @@ def _check_fraction(name, value, high):
         raise ValueError(f"--{name} must be a number in [0, {high}). Received: --{name}={value!r}")
 
 
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"--{name} must be an int >= 0. Received: --{name}={value!r}")
+
+
 class _AdversarialTask(Task):
     OPTIONS = dict(_COMMON_OPTIONS)
 
@@ -403,10 +408,8 @@ class GANTask(_AdversarialTask):
         if not isinstance(self.options["gan_matching_aware"], bool):
             raise ValueError("--gan_matching_aware must be true or false. "
                              f"Received: --gan_matching_aware={self.options['gan_matching_aware']!r}")
-        df_dim = self.options["stackgan_df_dim"]
-        if isinstance(df_dim, bool) or not isinstance(df_dim, int) or df_dim < 0:
-            raise ValueError("--stackgan_df_dim must be an int >= 0 (0: gf_dim / 2). "
-                             f"Received: --stackgan_df_dim={df_dim!r}")
+        _check_count("gan_precise_bn_batches", self.options["gan_precise_bn_batches"])
+        _check_count("stackgan_df_dim", self.options["stackgan_df_dim"])
         directory = self.options["stackgan_stage1_dir"]
         if directory and not os.path.isfile(os.path.join(str(directory), "model.keras")):
             raise ValueError(f"--stackgan_stage1_dir must be the --model_dir of a finished stackgan_stage1 run "
@@ -414,10 +417,6 @@ class GANTask(_AdversarialTask):
         self.stage1 = None
 
     def prepare(self, model, config):
-        batches = self.options["gan_precise_bn_batches"]
-        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
-            raise ValueError("--gan_precise_bn_batches must be an int >= 0. "
-                             f"Received: --gan_precise_bn_batches={batches!r}")
         if is_conditional_generator(model):
             return self._conditional_trainer(model, config)
         if self.options["stackgan_stage1_dir"]:
