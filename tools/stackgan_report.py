@@ -157,9 +157,10 @@ def main():
                            args.stage2_batch_size, {"stackgan_stage1_dir": stage1["model_dir"],
                                                     "stackgan_df_dim": args.stage2_df_dim})
         stage2["df_dim"] = args.stage2_df_dim
-        images = conditional_samples(_load(stage2["model_dir"]), classes, args.per_class, seed=1, stage1=generator)
+        stage2_generator = _load(stage2["model_dir"])
+        images = conditional_samples(stage2_generator, classes, args.per_class, seed=1, stage1=generator)
         stage2["judged"] = judge_samples(judge, images, args.per_class)
-        stage2["pairs_png"] = write_stage_pairs(generator, _load(stage2["model_dir"]),
+        stage2["pairs_png"] = write_stage_pairs(generator, stage2_generator,
                                                 os.path.join(args.out_dir, "stage1_vs_stage2.png"))
         report["stage2"] = stage2
     report["seconds"] = round(time.time() - start, 1)
